@@ -1,0 +1,210 @@
+"""Start real mosquitto and influxd processes on free loopback ports in temporary directories.
+
+Used by the pytest fixtures in tests/conftest.py and by the benchmark suite. Each server can be
+stopped, killed and started again on the same port and data directory, for fault tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+
+def free_port() -> int:
+    """Return a TCP port free on loopback now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 15.0, proc: subprocess.Popen | None = None) -> None:
+    """Wait until something accepts connections on loopback ``port``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listened on port {port} within {timeout} s")
+
+
+def require(binary: str) -> str:
+    """Return the path of a server binary or fail with how to install it."""
+    found = shutil.which(binary) or next(
+        (p for p in (f"/usr/sbin/{binary}", f"/usr/bin/{binary}") if os.path.exists(p)), None
+    )
+    if not found:
+        raise RuntimeError(f"{binary} is not installed: run scripts/test (it apt-installs mosquitto and influxdb)")
+    return found
+
+
+class Server:
+    """A server process that can be stopped, killed and restarted on the same port and directory."""
+
+    name = "server"
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.proc: subprocess.Popen | None = None
+        self.log_path = workdir / f"{self.name}.log"
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def wait_ready(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        """Start the process and wait until it serves."""
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process for its lifetime
+        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
+        log.close()
+        self.wait_ready()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
+        """Stop the process (SIGTERM, or SIGKILL when given) and wait for it."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def kill(self) -> None:
+        """Kill the process with SIGKILL."""
+        self.stop(signal.SIGKILL)
+
+    def restart(self) -> None:
+        """Stop and start again on the same port and directory."""
+        self.stop()
+        self.start()
+
+    def log(self) -> str:
+        """Return the server's log so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class Mosquitto(Server):
+    """A mosquitto broker with persistence, generous in-flight and queue limits, and optional extras."""
+
+    name = "mosquitto"
+
+    def __init__(self, workdir: Path, port: int | None = None, extra_conf: str = "",
+                 max_queued: int = 1_000_000, max_inflight: int = 1000) -> None:
+        super().__init__(workdir)
+        self.port = port or free_port()
+        self.extra_conf = extra_conf
+        self.max_queued = max_queued
+        self.max_inflight = max_inflight
+
+    @property
+    def url(self) -> str:
+        """Return the broker's mqtt:// URL."""
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        conf = self.workdir / "mosquitto.conf"
+        conf.write_text(
+            "\n".join([
+                "user root",
+                "per_listener_settings false",
+                f"listener {self.port} 127.0.0.1",
+                "allow_anonymous true" if "allow_anonymous" not in self.extra_conf else "",
+                "persistence true",
+                f"persistence_location {self.workdir}/",
+                "autosave_interval 1",
+                f"max_queued_messages {self.max_queued}",
+                "max_queued_bytes 0",
+                f"max_inflight_messages {self.max_inflight}",
+                "log_type error",
+                "log_type warning",
+                "log_type notice",
+                "log_dest stdout",
+                self.extra_conf,
+                "",
+            ])
+        )
+        return [require("mosquitto"), "-c", str(conf)]
+
+    def wait_ready(self) -> None:
+        wait_port(self.port, proc=self.proc)
+
+
+class Influxd(Server):
+    """An InfluxDB 1.x server (Debian's influxdb) speaking the v1 HTTP API."""
+
+    name = "influxd"
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        super().__init__(workdir)
+        self.port = port or free_port()
+        self.rpc_port = free_port()
+
+    @property
+    def url(self) -> str:
+        """Return the HTTP base URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def store_url(self, database: str = "vitals") -> str:
+        """Return an influxdb:// store URL for a database on this server."""
+        return f"influxdb://127.0.0.1:{self.port}/{database}"
+
+    def command(self) -> list[str]:
+        conf = self.workdir / "influxdb.conf"
+        conf.write_text(
+            "\n".join([
+                "reporting-disabled = true",
+                f'bind-address = "127.0.0.1:{self.rpc_port}"',
+                "[meta]",
+                f'  dir = "{self.workdir}/meta"',
+                "[data]",
+                f'  dir = "{self.workdir}/data"',
+                f'  wal-dir = "{self.workdir}/wal"',
+                '  index-version = "inmem"',
+                "  query-log-enabled = false",
+                "[http]",
+                f'  bind-address = "127.0.0.1:{self.port}"',
+                "  log-enabled = false",
+                "[monitor]",
+                "  store-enabled = false",
+                "[continuous_queries]",
+                "  enabled = false",
+                "",
+            ])
+        )
+        return [require("influxd"), "-config", str(conf)]
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"influxd exited with {self.proc.returncode}:\n{self.log()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/ping", timeout=1) as resp:
+                    if resp.status == 204:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"influxd did not answer /ping within {timeout} s:\n{self.log()[-2000:]}")
+
+    def query(self, q: str, db: str = "vitals") -> dict:
+        """Run an InfluxQL query over HTTP and return the decoded JSON."""
+        import json
+        import urllib.parse
+
+        data = urllib.parse.urlencode({"q": q, "db": db, "epoch": "ms"}).encode()
+        with urllib.request.urlopen(f"{self.url}/query", data=data, timeout=10) as resp:
+            return json.loads(resp.read())

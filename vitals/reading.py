@@ -1,0 +1,267 @@
+"""Readings: the payload contract and its validation (pure: no I/O, the clock is passed in).
+
+The rules here are the ones docs/mqtt-contract.md states; that document and this module change together.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+# Payload limits. 256 KiB holds 1,000 full readings with room to spare (about 130 bytes each).
+MAX_PAYLOAD_BYTES = 256 * 1024
+MAX_READINGS_PER_MESSAGE = 1000
+# A device clock may run a little ahead; more than this is a wrong clock, not skew.
+MAX_FUTURE_MS = 5 * 60 * 1000
+# Before this a device clock was never set (it booted at 1970 or at a firmware default).
+MIN_TS_MS = int(datetime(2000, 1, 1, tzinfo=UTC).timestamp() * 1000)
+# How much of a refused payload is echoed on the rejected topic.
+ECHO_BYTES = 512
+
+# Vitals in contract order, and the plausible range of each (inclusive). A value outside its range is a
+# sensor or transcription fault, not a patient state, and is dropped with a reason.
+VITALS: tuple[str, ...] = ("hr", "spo2", "rr", "sys", "dia", "map")
+PLAUSIBLE: Mapping[str, tuple[float, float]] = {
+    "hr": (20.0, 300.0),
+    "spo2": (50.0, 100.0),
+    "rr": (0.0, 80.0),
+    "sys": (40.0, 300.0),
+    "dia": (20.0, 200.0),
+    "map": (30.0, 250.0),
+}
+UNITS: Mapping[str, str] = {
+    "hr": "/min",
+    "spo2": "%",
+    "rr": "/min",
+    "sys": "mmHg",
+    "dia": "mmHg",
+    "map": "mmHg",
+}
+LABELS: Mapping[str, str] = {
+    "hr": "HR",
+    "spo2": "SpO2",
+    "rr": "RR",
+    "sys": "NIBP sys",
+    "dia": "NIBP dia",
+    "map": "NIBP map",
+}
+CUFF_VITALS: tuple[str, ...] = ("sys", "dia", "map")
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One validated reading of one chair at one instant (``ts_ms``: Unix epoch milliseconds)."""
+
+    site: str
+    chair: str
+    ts_ms: int
+    seq: int | None = None
+    hr: float | None = None
+    spo2: float | None = None
+    rr: float | None = None
+    sys: float | None = None
+    dia: float | None = None
+    map: float | None = None
+
+    def values(self) -> dict[str, float]:
+        """Return the vitals present in this reading."""
+        out = {}
+        for name in VITALS:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
+
+    @property
+    def has_cuff(self) -> bool:
+        """Return whether this reading carries a cuff (NIBP) measurement."""
+        return self.sys is not None or self.dia is not None or self.map is not None
+
+    def to_json_obj(self) -> dict[str, Any]:
+        """Return this reading as a contract payload object (without site and chair, which are the topic)."""
+        obj: dict[str, Any] = {"ts": self.ts_ms}
+        if self.seq is not None:
+            obj["seq"] = self.seq
+        obj.update(self.values())
+        return obj
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why something was refused. ``scope`` is ``message``, ``reading`` or ``vital``."""
+
+    scope: str
+    reason: str
+    index: int | None = None  # position of the reading in an array payload
+    vital: str | None = None
+
+
+@dataclass(slots=True)
+class Validated:
+    """The outcome of validating one MQTT message: accepted readings and every refusal, in order."""
+
+    readings: list[Reading] = field(default_factory=list)
+    refusals: list[Refusal] = field(default_factory=list)
+
+    @property
+    def refused_whole(self) -> bool:
+        """Return whether the whole message was refused."""
+        return any(r.scope == "message" for r in self.refusals)
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_ts(value: object) -> int:
+    """Return a reading timestamp as epoch milliseconds, or raise ValueError saying what is wrong."""
+    if isinstance(value, bool):
+        raise ValueError("ts must be epoch milliseconds or an RFC 3339 string, not a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value) or value != int(value):
+            raise ValueError(f"ts {value!r} is not an integer number of milliseconds")
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if len(text) > 40:
+            raise ValueError("ts string is too long to be an RFC 3339 time")
+        # RFC 3339 allows 'T' or ' ' and a lower-case 'z'; Python's parser wants 'T' and '+00:00'.
+        norm = text.replace("z", "Z")
+        if len(norm) > 10 and norm[10] in " t":
+            norm = norm[:10] + "T" + norm[11:]
+        if norm.endswith("Z"):
+            norm = norm[:-1] + "+00:00"
+        if len(norm) < 20 or norm[10] != "T":
+            raise ValueError(f"ts {text!r} is not an RFC 3339 date-time")
+        try:
+            parsed = datetime.fromisoformat(norm)
+        except ValueError:
+            raise ValueError(f"ts {text!r} is not an RFC 3339 date-time") from None
+        if parsed.tzinfo is None:
+            raise ValueError(f"ts {text!r} has no UTC offset (add 'Z' or '+01:00')")
+        return int(parsed.timestamp() * 1000) if parsed.microsecond % 1000 == 0 else round(
+            parsed.timestamp() * 1000
+        )
+    raise ValueError(f"ts must be epoch milliseconds or an RFC 3339 string, not {type(value).__name__}")
+
+
+def _check_vital(name: str, value: object) -> tuple[float | None, str | None]:
+    """Return (value, None) for a usable vital or (None, reason) for one to drop."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None, f"{name} must be a number, got {type(value).__name__ if value is not None else 'null'}"
+    number = float(value)
+    if not math.isfinite(number):
+        return None, f"{name} is not a finite number"
+    low, high = PLAUSIBLE[name]
+    if not low <= number <= high:
+        return None, f"{name} {number:g} is outside its plausible range {low:g}-{high:g} {UNITS[name]}"
+    return number, None
+
+
+def validate_reading(site: str, chair: str, obj: Mapping[str, Any], now_ms: int, index: int | None = None
+                     ) -> tuple[Reading | None, list[Refusal]]:
+    """Validate one reading object; return the reading (or None when refused whole) and its refusals."""
+    refusals: list[Refusal] = []
+    if "ts" not in obj:
+        return None, [Refusal("reading", "ts is missing", index)]
+    try:
+        ts_ms = parse_ts(obj["ts"])
+    except ValueError as exc:
+        return None, [Refusal("reading", str(exc), index)]
+    if ts_ms > now_ms + MAX_FUTURE_MS:
+        ahead = (ts_ms - now_ms) / 1000
+        return None, [Refusal("reading", f"ts is {ahead:.0f} s in the future (device clock wrong?)", index)]
+    if ts_ms < MIN_TS_MS:
+        return None, [Refusal("reading", "ts is before 2000-01-01 (device clock never set?)", index)]
+
+    seq = obj.get("seq")
+    if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or seq < 0 or seq >= 2**63):
+        refusals.append(Refusal("vital", f"seq {seq!r} is not a non-negative integer; ignored", index, "seq"))
+        seq = None
+
+    values: dict[str, float] = {}
+    for name in VITALS:
+        if name not in obj:
+            continue
+        number, reason = _check_vital(name, obj[name])
+        if reason is not None:
+            refusals.append(Refusal("vital", reason, index, name))
+        else:
+            values[name] = number  # type: ignore[assignment]
+    if "sys" in values and "dia" in values and values["sys"] <= values["dia"]:
+        refusals.append(Refusal(
+            "vital", f"sys {values['sys']:g} must exceed dia {values['dia']:g}; both dropped", index, "sys"
+        ))
+        del values["sys"], values["dia"]
+    if not values:
+        present = [name for name in VITALS if name in obj]
+        why = "no vital left after dropping invalid ones" if present else "no vital present (hr, spo2, rr, sys, dia, map)"
+        refusals.append(Refusal("reading", why, index))
+        return None, refusals
+    return Reading(site, chair, ts_ms, seq, **values), refusals
+
+
+def validate_payload(site: str, chair: str, payload: bytes, now_ms: int) -> Validated:
+    """Validate a whole message payload for a chair; never raises on bad input."""
+    out = Validated()
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        out.refusals.append(Refusal("message", f"payload is {len(payload)} bytes, over the {MAX_PAYLOAD_BYTES} byte limit"))
+        return out
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        out.refusals.append(Refusal("message", f"payload is not UTF-8 (byte {exc.start})"))
+        return out
+    try:
+        doc = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        out.refusals.append(Refusal("message", f"payload is not valid JSON: {str(exc)[:120]}"))
+        return out
+    if isinstance(doc, dict):
+        items, single = [doc], True
+    elif isinstance(doc, list):
+        if not doc:
+            out.refusals.append(Refusal("message", "payload is an empty array"))
+            return out
+        if len(doc) > MAX_READINGS_PER_MESSAGE:
+            out.refusals.append(Refusal(
+                "message", f"array of {len(doc)} readings is over the limit of {MAX_READINGS_PER_MESSAGE}"
+            ))
+            return out
+        if not all(isinstance(item, dict) for item in doc):
+            out.refusals.append(Refusal("message", "array must contain only reading objects"))
+            return out
+        items, single = doc, False
+    else:
+        out.refusals.append(Refusal("message", f"payload must be a reading object or an array of them, not {type(doc).__name__}"))
+        return out
+    for i, obj in enumerate(items):
+        reading, refusals = validate_reading(site, chair, obj, now_ms, None if single else i)
+        out.refusals.extend(refusals)
+        if reading is not None:
+            out.readings.append(reading)
+    return out
+
+
+def echo_payload(payload: bytes) -> str:
+    """Return the first bytes of a payload as text, for a refusal report."""
+    return payload[:ECHO_BYTES].decode("utf-8", errors="replace")
+
+
+def refusal_report(topic: str, refusal: Refusal, payload: bytes, now_ms: int) -> dict[str, Any]:
+    """Return the JSON object published on the rejected topic for one refusal."""
+    reason = refusal.reason
+    if refusal.index is not None:
+        reason = f"reading [{refusal.index}]: {reason}"
+    return {"topic": topic[:512], "reason": reason, "payload": echo_payload(payload), "ts": now_ms}
+
+
+def format_ts(ts_ms: int) -> str:
+    """Return an epoch-milliseconds time as RFC 3339 UTC text."""
+    return datetime.fromtimestamp(ts_ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
