@@ -10,8 +10,8 @@ from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 # Reconnect backoff bounds (seconds): quick first retry, capped so an outage is noticed within a minute.
 RECONNECT_MIN_S = 1

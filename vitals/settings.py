@@ -55,12 +55,12 @@ class Settings(BaseSettings):
     # Store
     store_url: str = Field("sqlite:///data/vitals.db", description="sqlite:///path, influxdb://host:port/db, influxdb2://host:port/bucket?org=ORG")
     influx_token: SecretStr | None = Field(None, description="InfluxDB 2.x/3.x API token (also read from INFLUX_TOKEN)")
-    influx_retention: str = Field("90d", description="retention of a bucket the store creates (influxdb2), e.g. 90d; 0 keeps forever")
+    influx_retention: str = Field("90d", description="retention of a bucket the store creates (influxdb2), e.g. 90d; 0 = forever")
     store_timeout_s: float = Field(5.0, description="timeout of one store request")
 
     # Ingest
     data_dir: Path = Field(Path("data"), description="directory for the spool and alarm state")
-    shared_group: str | None = Field(None, description="MQTT shared-subscription group for ingest replicas (see docs/operations.md)")
+    shared_group: str | None = Field(None, description="MQTT shared-subscription group for ingest replicas (docs/operations.md)")
     session_expiry_s: int = Field(7 * 24 * 3600, description="MQTT session expiry of the ingest's persistent session")
     batch_max_readings: int = Field(5000, description="write a batch when it holds this many readings")
     batch_max_delay_ms: int = Field(50, description="write a batch at most this long after its first reading")
