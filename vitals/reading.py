@@ -22,6 +22,13 @@ MIN_TS_MS = int(datetime(2000, 1, 1, tzinfo=UTC).timestamp() * 1000)
 # How much of a refused payload is echoed on the rejected topic.
 ECHO_BYTES = 512
 
+# Refusal classes: the metrics label set, so a dashboard can alert on any of them.
+REFUSAL_CODES: tuple[str, ...] = (
+    "bad_topic", "too_large", "not_utf8", "not_json", "not_reading", "empty_array", "too_many_readings",
+    "ts_missing", "ts_invalid", "ts_future", "ts_too_old", "no_vitals", "vital_invalid", "vital_range",
+    "sys_not_above_dia", "seq_invalid",
+)
+
 # Vitals in contract order, and the plausible range of each (inclusive). A value outside its range is a
 # sensor or transcription fault, not a patient state, and is dropped with a reason.
 VITALS: tuple[str, ...] = ("hr", "spo2", "rr", "sys", "dia", "map")
@@ -98,6 +105,7 @@ class Refusal:
     reason: str
     index: int | None = None  # position of the reading in an array payload
     vital: str | None = None
+    code: str = "invalid"  # stable machine-readable class, used as a metrics label (see REFUSAL_CODES)
 
 
 @dataclass(slots=True)
@@ -137,7 +145,7 @@ def parse_ts(value: object) -> int:
             norm = norm[:10] + "T" + norm[11:]
         if norm.endswith("Z"):
             norm = norm[:-1] + "+00:00"
-        if len(norm) < 20 or norm[10] != "T":
+        if len(norm) < 19 or norm[10] != "T":
             raise ValueError(f"ts {text!r} is not an RFC 3339 date-time")
         try:
             parsed = datetime.fromisoformat(norm)
@@ -151,17 +159,18 @@ def parse_ts(value: object) -> int:
     raise ValueError(f"ts must be epoch milliseconds or an RFC 3339 string, not {type(value).__name__}")
 
 
-def _check_vital(name: str, value: object) -> tuple[float | None, str | None]:
-    """Return (value, None) for a usable vital or (None, reason) for one to drop."""
+def _check_vital(name: str, value: object) -> tuple[float | None, str | None, str]:
+    """Return (value, None, "") for a usable vital or (None, reason, code) for one to drop."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        return None, f"{name} must be a number, got {type(value).__name__ if value is not None else 'null'}"
+        shown = type(value).__name__ if value is not None else "null"
+        return None, f"{name} must be a number, got {shown}", "vital_invalid"
     number = float(value)
     if not math.isfinite(number):
-        return None, f"{name} is not a finite number"
+        return None, f"{name} is not a finite number", "vital_invalid"
     low, high = PLAUSIBLE[name]
     if not low <= number <= high:
-        return None, f"{name} {number:g} is outside its plausible range {low:g}-{high:g} {UNITS[name]}"
-    return number, None
+        return None, f"{name} {number:g} is outside its plausible range {low:g}-{high:g} {UNITS[name]}", "vital_range"
+    return number, None, ""
 
 
 def validate_reading(site: str, chair: str, obj: Mapping[str, Any], now_ms: int, index: int | None = None
@@ -169,40 +178,41 @@ def validate_reading(site: str, chair: str, obj: Mapping[str, Any], now_ms: int,
     """Validate one reading object; return the reading (or None when refused whole) and its refusals."""
     refusals: list[Refusal] = []
     if "ts" not in obj:
-        return None, [Refusal("reading", "ts is missing", index)]
+        return None, [Refusal("reading", "ts is missing", index, code="ts_missing")]
     try:
         ts_ms = parse_ts(obj["ts"])
     except ValueError as exc:
-        return None, [Refusal("reading", str(exc), index)]
+        return None, [Refusal("reading", str(exc), index, code="ts_invalid")]
     if ts_ms > now_ms + MAX_FUTURE_MS:
         ahead = (ts_ms - now_ms) / 1000
-        return None, [Refusal("reading", f"ts is {ahead:.0f} s in the future (device clock wrong?)", index)]
+        return None, [Refusal("reading", f"ts is {ahead:.0f} s in the future (device clock wrong?)", index, code="ts_future")]
     if ts_ms < MIN_TS_MS:
-        return None, [Refusal("reading", "ts is before 2000-01-01 (device clock never set?)", index)]
+        return None, [Refusal("reading", "ts is before 2000-01-01 (device clock never set?)", index, code="ts_too_old")]
 
     seq = obj.get("seq")
     if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or seq < 0 or seq >= 2**63):
-        refusals.append(Refusal("vital", f"seq {seq!r} is not a non-negative integer; ignored", index, "seq"))
+        refusals.append(Refusal("vital", f"seq {seq!r} is not a non-negative integer; ignored", index, "seq", "seq_invalid"))
         seq = None
 
     values: dict[str, float] = {}
     for name in VITALS:
         if name not in obj:
             continue
-        number, reason = _check_vital(name, obj[name])
+        number, reason, code = _check_vital(name, obj[name])
         if reason is not None:
-            refusals.append(Refusal("vital", reason, index, name))
+            refusals.append(Refusal("vital", reason, index, name, code))
         else:
             values[name] = number  # type: ignore[assignment]
     if "sys" in values and "dia" in values and values["sys"] <= values["dia"]:
         refusals.append(Refusal(
-            "vital", f"sys {values['sys']:g} must exceed dia {values['dia']:g}; both dropped", index, "sys"
+            "vital", f"sys {values['sys']:g} must exceed dia {values['dia']:g}; both dropped", index, "sys",
+            "sys_not_above_dia",
         ))
         del values["sys"], values["dia"]
     if not values:
         present = [name for name in VITALS if name in obj]
         why = "no vital left after dropping invalid ones" if present else "no vital present (hr, spo2, rr, sys, dia, map)"
-        refusals.append(Refusal("reading", why, index))
+        refusals.append(Refusal("reading", why, index, code="no_vitals"))
         return None, refusals
     return Reading(site, chair, ts_ms, seq, **values), refusals
 
@@ -211,35 +221,38 @@ def validate_payload(site: str, chair: str, payload: bytes, now_ms: int) -> Vali
     """Validate a whole message payload for a chair; never raises on bad input."""
     out = Validated()
     if len(payload) > MAX_PAYLOAD_BYTES:
-        out.refusals.append(Refusal("message", f"payload is {len(payload)} bytes, over the {MAX_PAYLOAD_BYTES} byte limit"))
+        out.refusals.append(Refusal("message", f"payload is {len(payload)} bytes, over the {MAX_PAYLOAD_BYTES} byte limit",
+                                    code="too_large"))
         return out
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as exc:
-        out.refusals.append(Refusal("message", f"payload is not UTF-8 (byte {exc.start})"))
+        out.refusals.append(Refusal("message", f"payload is not UTF-8 (byte {exc.start})", code="not_utf8"))
         return out
     try:
         doc = json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
-        out.refusals.append(Refusal("message", f"payload is not valid JSON: {str(exc)[:120]}"))
+        out.refusals.append(Refusal("message", f"payload is not valid JSON: {str(exc)[:120]}", code="not_json"))
         return out
     if isinstance(doc, dict):
         items, single = [doc], True
     elif isinstance(doc, list):
         if not doc:
-            out.refusals.append(Refusal("message", "payload is an empty array"))
+            out.refusals.append(Refusal("message", "payload is an empty array", code="empty_array"))
             return out
         if len(doc) > MAX_READINGS_PER_MESSAGE:
             out.refusals.append(Refusal(
-                "message", f"array of {len(doc)} readings is over the limit of {MAX_READINGS_PER_MESSAGE}"
+                "message", f"array of {len(doc)} readings is over the limit of {MAX_READINGS_PER_MESSAGE}",
+                code="too_many_readings",
             ))
             return out
         if not all(isinstance(item, dict) for item in doc):
-            out.refusals.append(Refusal("message", "array must contain only reading objects"))
+            out.refusals.append(Refusal("message", "array must contain only reading objects", code="not_reading"))
             return out
         items, single = doc, False
     else:
-        out.refusals.append(Refusal("message", f"payload must be a reading object or an array of them, not {type(doc).__name__}"))
+        out.refusals.append(Refusal("message", f"payload must be a reading object or an array of them, not {type(doc).__name__}",
+                                    code="not_reading"))
         return out
     for i, obj in enumerate(items):
         reading, refusals = validate_reading(site, chair, obj, now_ms, None if single else i)
