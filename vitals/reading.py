@@ -136,9 +136,9 @@ def parse_ts(value: object) -> int:
             raise ValueError(f"ts {value!r} is not an integer number of milliseconds")
         return int(value)
     if isinstance(value, str):
-        text = value.strip()
-        if len(text) > 40:
+        if len(value) > 40:
             raise ValueError("ts string is too long to be an RFC 3339 time")
+        text = value.strip()
         # RFC 3339 allows 'T' or ' ' and a lower-case 'z'; Python's parser wants 'T' and '+00:00'.
         norm = text.replace("z", "Z")
         if len(norm) > 10 and norm[10] in " t":

@@ -130,3 +130,16 @@ def settings_table() -> list[tuple[str, str, str]]:
         default = info.get_default(call_default_factory=True)
         rows.append((name, repr(default), info.description or ""))
     return rows
+
+
+def settings_markdown() -> str:
+    """Return the settings reference table in Markdown (docs/configuration.md embeds it)."""
+    lines = ["| setting | environment variable | default | meaning |", "|---|---|---|---|"]
+    for name, default, description in settings_table():
+        env = "INFUSION_" + name.upper().replace(".", "__")
+        lines.append(f"| `{name}` | `{env}` | `{default}` | {description} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(settings_markdown(), end="")

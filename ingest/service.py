@@ -1,0 +1,277 @@
+"""The ingest service: MQTT in, validation, alarms, batched durable writes, acknowledgement after write.
+
+Delivery: QoS 1 on a persistent session (stable client id, session expiry), manual acknowledgement only
+after a message's readings are durable (in the store, or the local spool), so a crash loses nothing: the
+broker redelivers what was not acknowledged, and the store's idempotent keys make the re-write harmless.
+
+Python API (used by ``infusion-monitor ingest`` and by the demo)::
+
+    service = IngestService(load_settings(...))
+    service.start()          # connects, subscribes, starts the writer and the alarm service
+    ...
+    service.stop()           # flushes, acknowledges, saves alarm state, disconnects
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import paho.mqtt.client as paho
+
+from ingest.metrics import HealthServer, Metrics
+from ingest.spool import Batch, Spool
+from ingest.writer import Item, Writer
+from vitals.mqtt import connect, make_client, redact
+from vitals.reading import Refusal, refusal_report, validate_payload
+from vitals.records import AckCommand, RecordError, Session, device_status
+from vitals.settings import Settings
+from vitals.store import Store, open_store, redact_url
+from vitals.topics import TopicError, Topics
+
+log = logging.getLogger("ingest")
+
+# A refusal class is logged at most once per this many seconds (with a count of what was suppressed),
+# so a misconfigured device sending 10 bad messages a second cannot flood the log.
+REFUSAL_LOG_EVERY_S = 10.0
+
+
+def now_ms() -> int:
+    """Return the wall clock in epoch milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+class IngestService:
+    """Consume readings, sessions, device status and commands; persist; evaluate alarms."""
+
+    def __init__(self, settings: Settings, store: Store | None = None, *, alarms: bool = True) -> None:
+        self.settings = settings
+        self.topics = Topics(settings.topic_prefix)
+        self.metrics = Metrics()
+        self.store = store or open_store(
+            settings.store_url, token=settings.token(), timeout_s=settings.store_timeout_s,
+            retention=settings.influx_retention,
+        )
+        self.spool = Spool(settings.data_dir / "spool.db", int(settings.spool_max_mb * 1024 * 1024))
+        self.writer = Writer(
+            self.store, self.spool, self.metrics,
+            max_items=settings.batch_max_readings, max_delay_s=settings.batch_max_delay_ms / 1000,
+        )
+        group = settings.shared_group
+        self.client_id = settings.mqtt_client_id or (
+            f"infusion-ingest-{group}-{socket.gethostname()}" if group else f"infusion-ingest-{settings.site or 'all'}"
+        )
+        self.client, self.target = make_client(
+            settings.mqtt_url, self.client_id, protocol=settings.mqtt_protocol, manual_ack=True, persistent=True,
+            ca_file=settings.mqtt_ca_file, cert_file=settings.mqtt_cert_file, key_file=settings.mqtt_key_file,
+        )
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self._generation = 0
+        self._connected = threading.Event()
+        self._refusal_log: dict[str, list[float]] = {}
+        self.http: HealthServer | None = None
+        self.alarms: Any = None
+        if alarms and group:
+            log.warning(
+                "shared subscription group %r: this replica sees only part of each chair's readings, so it runs "
+                "no alarm engine; partition replicas by --site to keep alarms (docs/operations.md)", group,
+            )
+        elif alarms:
+            from ingest.alarms.service import AlarmService
+
+            self.alarms = AlarmService(settings, self.topics, publish=self._publish, record=self._record)
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect and start every worker; returns at once (connection completes in the background)."""
+        self.writer.start()
+        if self.alarms is not None:
+            self.alarms.start()
+        if self.settings.http_port:
+            self.http = HealthServer(self.settings.http_host, self.settings.http_port, self.metrics, self.health)
+            self.http.start()
+            log.info("health and metrics on http://%s:%d/healthz and /metrics", self.settings.http_host, self.http.port)
+        log.info(
+            "ingest %s: broker %s, store %s, spool %s (%d records waiting)", self.client_id,
+            redact(self.settings.mqtt_url), redact_url(self.settings.store_url), self.spool.path, self.spool.items,
+        )
+        connect(self.client, self.target, clean_start=False, session_expiry_s=self.settings.session_expiry_s)
+        self.client.loop_start()
+
+    def wait_connected(self, timeout: float = 10.0) -> bool:
+        """Block until connected and subscribed; return whether that happened in time."""
+        return self._connected.wait(timeout)
+
+    def stop(self) -> None:
+        """Flush and acknowledge everything received, save alarm state, disconnect."""
+        log.info("stopping: flushing %d pending messages", self.writer.pending)
+        if self.alarms is not None:
+            self.alarms.stop()
+        self.writer.stop()
+        time.sleep(0.1)  # let the network thread send the last acknowledgements before DISCONNECT
+        self.client.disconnect()
+        self.client.loop_stop()
+        if self.http is not None:
+            self.http.stop()
+        self.spool.close()
+        self.store.close()
+        log.info("stopped")
+
+    def health(self) -> dict[str, Any]:
+        """Return the service state for /healthz."""
+        connected = self._connected.is_set()
+        return {
+            "healthy": connected,
+            "mqtt_connected": connected,
+            "store_ok": self.writer.store_ok,
+            "spool_items": self.spool.items,
+            "pending_messages": self.writer.pending,
+            "client_id": self.client_id,
+        }
+
+    # -- MQTT callbacks (thin: decode, dispatch; one failing handler never stops the loop) ----------------
+
+    def _subscriptions(self) -> list[tuple[str, int]]:
+        site = self.settings.site
+        vitals_filter = self.topics.chair_filter("vitals", site)
+        if self.settings.shared_group:
+            vitals_filter = f"$share/{self.settings.shared_group}/{vitals_filter}"
+        subs = [(vitals_filter, 1)]
+        if self.alarms is not None or not self.settings.shared_group:
+            subs += [(self.topics.chair_filter(kind, site), 1) for kind in ("session", "status", "ack")]
+        return subs
+
+    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any = None) -> None:
+        if reason_code.is_failure:
+            log.error("broker %s refused the connection: %s", redact(self.settings.mqtt_url), reason_code)
+            return
+        self._generation += 1
+        client.subscribe(self._subscriptions())
+        self.metrics.mqtt_connected.set(1)
+        self._connected.set()
+        resumed = getattr(flags, "session_present", False)
+        log.info("connected to %s (%s session)", redact(self.settings.mqtt_url), "resumed" if resumed else "new")
+
+    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any = None) -> None:
+        self._connected.clear()
+        self.metrics.mqtt_connected.set(0)
+        log.warning("disconnected from broker (%s); reconnecting with backoff", reason_code)
+
+    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        ack = self._acker(msg)
+        try:
+            parsed = self.topics.parse_chair(msg.topic)
+        except TopicError as exc:
+            self.metrics.messages.labels("bad_topic").inc()
+            self._refuse(msg.topic, Refusal("message", str(exc), code="bad_topic"), msg.payload)
+            self.writer.submit(Item(Batch(), ack))
+            return
+        self.metrics.messages.labels(parsed.kind).inc()
+        try:
+            handler = self._handlers[parsed.kind]
+            handler(self, parsed.site, parsed.chair, msg, ack)
+        except Exception as exc:  # a bug must not stop ingestion, nor go unseen
+            log.exception("handling a message on %s failed", msg.topic)
+            self._refuse(msg.topic, Refusal("message", f"internal error while handling: {type(exc).__name__}",
+                                            code="internal"), msg.payload)
+            self.writer.submit(Item(Batch(), ack))
+
+    def _acker(self, msg: paho.MQTTMessage) -> Callable[[], None] | None:
+        if msg.qos == 0:
+            return None
+        generation, mid, qos = self._generation, msg.mid, msg.qos
+
+        def ack() -> None:
+            # After a reconnect the broker redelivers what was not acknowledged, with new packet ids;
+            # acknowledging an old id on the new connection would confirm the wrong message.
+            if generation == self._generation:
+                self.client.ack(mid, qos)
+
+        return ack
+
+    def _handle_vitals(self, site: str, chair: str, msg: paho.MQTTMessage, ack: Callable[[], None] | None) -> None:
+        result = validate_payload(site, chair, msg.payload, now_ms())
+        for refusal in result.refusals:
+            self._refuse(msg.topic, refusal, msg.payload)
+        if result.readings:
+            self.metrics.readings_received.inc(len(result.readings))
+            if self.alarms is not None:
+                self.alarms.on_readings(result.readings)
+        self.writer.submit(Item(Batch(readings=result.readings), ack))
+
+    def _handle_session(self, site: str, chair: str, msg: paho.MQTTMessage, ack: Callable[[], None] | None) -> None:
+        batch = Batch()
+        if msg.payload:  # an empty retained message clears the topic: nothing to record
+            try:
+                session = Session.from_payload(site, chair, msg.payload)
+            except RecordError as exc:
+                self._refuse(msg.topic, Refusal("message", str(exc), code="bad_session"), msg.payload)
+            else:
+                batch.sessions.append(session)
+                if self.alarms is not None:
+                    self.alarms.on_session(session)
+        self.writer.submit(Item(batch, ack))
+
+    def _handle_status(self, site: str, chair: str, msg: paho.MQTTMessage, ack: Callable[[], None] | None) -> None:
+        if msg.payload:
+            try:
+                status = device_status(msg.payload)
+            except RecordError as exc:
+                self._refuse(msg.topic, Refusal("message", str(exc), code="bad_status"), msg.payload)
+            else:
+                if self.alarms is not None:
+                    self.alarms.on_status(site, chair, status)
+        self.writer.submit(Item(Batch(), ack))
+
+    def _handle_ack(self, site: str, chair: str, msg: paho.MQTTMessage, ack: Callable[[], None] | None) -> None:
+        try:
+            command = AckCommand.from_payload(site, chair, msg.payload)
+        except RecordError as exc:
+            self._refuse(msg.topic, Refusal("message", str(exc), code="bad_command"), msg.payload)
+        else:
+            if self.alarms is not None:
+                self.alarms.on_command(command)
+        self.writer.submit(Item(Batch(), ack))
+
+    def _handle_other(self, site: str, chair: str, msg: paho.MQTTMessage, ack: Callable[[], None] | None) -> None:
+        self.writer.submit(Item(Batch(), ack))  # our own retained alarm arrays, if a filter ever matches them
+
+    _handlers: ClassVar[dict[str, Callable[..., None]]] = {
+        "vitals": _handle_vitals,
+        "session": _handle_session,
+        "status": _handle_status,
+        "ack": _handle_ack,
+        "alarms": _handle_other,
+    }
+
+    # -- outputs ------------------------------------------------------------------------------------------
+
+    def _publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        self.client.publish(topic, payload, qos=qos, retain=retain)
+
+    def _record(self, events: list, audit: list) -> None:
+        self.writer.submit(Item(Batch(alarms=list(events), audit=list(audit))))
+
+    def _refuse(self, topic: str, refusal: Refusal, payload: bytes) -> None:
+        """Report a refusal on the rejected topic, count it, and log it (throttled per class)."""
+        now = now_ms()
+        self.metrics.refusals.labels(refusal.scope, refusal.code).inc()
+        report = refusal_report(topic, refusal, payload, now)
+        self.client.publish(self.topics.rejected, json.dumps(report), qos=1)
+        seen = self._refusal_log.setdefault(refusal.code, [0.0, 0])
+        mono = time.monotonic()
+        if mono - seen[0] >= REFUSAL_LOG_EVERY_S:
+            suppressed = f" ({int(seen[1])} more of this kind since the last line)" if seen[1] else ""
+            what = {"message": "refused message", "reading": "refused reading", "vital": "dropped value"}[refusal.scope]
+            log.warning("%s on %s: %s%s", what, topic[:200], report["reason"], suppressed)
+            seen[0], seen[1] = mono, 0
+        else:
+            seen[1] += 1

@@ -1,0 +1,225 @@
+"""The single writer thread: batches, writes to the store or the spool, then acknowledges.
+
+Overflow policy (docs/reliability.md):
+- store up: each batch goes to the store; its messages are acknowledged after the write returns.
+- store down: batches go to the durable local spool and are acknowledged; the spool drains oldest first
+  once the store answers again (new batches keep going straight to the store meanwhile).
+- spool full: nothing more is acknowledged. The broker's in-flight window fills, so it stops sending and
+  queues for this client (bounded by its ``max_queued_messages``); ``ingest_backpressure`` is 1 and an
+  error is logged every minute. Nothing is dropped by the ingest.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ingest.metrics import Metrics
+from ingest.spool import Batch, Spool, SpoolFull
+from vitals.store import Store, StoreError
+
+log = logging.getLogger("ingest.writer")
+
+# Backoff between store retries while it is down: quick at first, at most this long.
+STORE_RETRY_MAX_S = 5.0
+# Spooled batches drained per loop turn, so live batches are never stuck behind a long drain.
+DRAIN_PER_TURN = 4
+
+
+@dataclass(slots=True)
+class Item:
+    """One received message (or a record from the alarm service), waiting to be persisted."""
+
+    batch: Batch
+    ack: Callable[[], None] | None = None  # acknowledges the MQTT message; None for internal records
+    received: float = field(default_factory=time.monotonic)
+
+
+class Writer:
+    """Persists items in arrival order and acknowledges each only once it is durable."""
+
+    def __init__(self, store: Store, spool: Spool, metrics: Metrics, *, max_items: int, max_delay_s: float) -> None:
+        self.store = store
+        self.spool = spool
+        self.metrics = metrics
+        self.max_items = max_items
+        self.max_delay_s = max_delay_s
+        self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
+        self._stopping = threading.Event()
+        self._store_ok = True
+        self._retry_at = 0.0
+        self._retry_delay = 0.25
+        self._held: list[Item] = []  # a batch neither store nor spool could take (back-pressure)
+        self._last_full_log = 0.0
+        self.pending = 0
+        self._update_spool_gauges()
+
+    # -- public ---------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the writer thread."""
+        self._thread.start()
+
+    def submit(self, item: Item) -> None:
+        """Queue an item; never blocks (the broker's in-flight limit bounds what can be pending)."""
+        self.pending += 1
+        self.metrics.pending.set(self.pending)
+        self._queue.put(item)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Persist everything queued (store or spool), acknowledge it, and stop."""
+        self._stopping.set()
+        self._queue.put(None)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.error("writer did not finish within %.0f s; unacknowledged messages will be redelivered", timeout)
+
+    @property
+    def store_ok(self) -> bool:
+        """Return whether the last store write succeeded."""
+        return self._store_ok
+
+    # -- the loop ---------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            items, stop = self._collect()
+            if self._held:
+                items = self._held + items
+                self._held = []
+            if items:
+                self._persist(items)
+            self._drain()
+            if stop and not self._held:
+                return
+            if stop and self._held:
+                # Shutting down with a full spool and no store: leave these unacknowledged for redelivery.
+                log.error("stopping with %d messages not persisted; the broker will redeliver them", len(self._held))
+                return
+
+    def _collect(self) -> tuple[list[Item], bool]:
+        """Gather items until the batch is full, its first item is max_delay old, or stop is asked."""
+        items: list[Item] = []
+        count = 0
+        idle_wait = 0.2 if (self.spool.batches or self._held) else 1.0
+        try:
+            first = self._queue.get(timeout=idle_wait)
+        except queue.Empty:
+            return items, self._stopping.is_set()
+        if first is None:
+            return items, True
+        items.append(first)
+        count += len(first.batch)
+        deadline = first.received + self.max_delay_s
+        while count < self.max_items:
+            remaining = deadline - time.monotonic()
+            try:
+                item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                return items, True
+            items.append(item)
+            count += len(item.batch)
+        return items, False
+
+    def _persist(self, items: list[Item]) -> None:
+        batch = Batch()
+        for item in items:
+            batch.extend(item.batch)
+        if not len(batch):  # only refusals, status changes or commands: nothing to persist
+            self._acknowledge(items)
+            return
+        if self._write_store(batch):
+            self.metrics.readings_stored.inc(len(batch.readings))
+            self._acknowledge(items)
+            return
+        try:
+            self.spool.append(batch)
+        except SpoolFull as exc:
+            self._held = items
+            self.metrics.backpressure.set(1)
+            now = time.monotonic()
+            if now - self._last_full_log > 60:
+                self._last_full_log = now
+                log.error(
+                    "store unreachable and %s: holding %d messages unacknowledged; the broker now queues for this "
+                    "client up to its max_queued_messages and drops beyond it. Restore the store or raise spool_max_mb.",
+                    exc, len(items),
+                )
+            time.sleep(0.2)
+            return
+        self.metrics.backpressure.set(0)
+        self.metrics.spooled.inc(len(batch.readings))
+        self._update_spool_gauges()
+        self._acknowledge(items)
+
+    def _write_store(self, batch: Batch) -> bool:
+        """Write a batch to the store; return False (and schedule a retry) when it is unreachable."""
+        if not self._store_ok and time.monotonic() < self._retry_at:
+            return False
+        started = time.monotonic()
+        try:
+            if batch.readings:
+                self.store.write_readings(batch.readings)
+            if batch.sessions:
+                self.store.write_sessions(batch.sessions)
+            if batch.alarms:
+                self.store.write_alarm_events(batch.alarms)
+            if batch.audit:
+                self.store.write_audit(batch.audit)
+        except StoreError as exc:
+            if self._store_ok:
+                log.error("store write failed, spooling locally until it answers again: %s", exc)
+            self._store_ok = False
+            self._retry_at = time.monotonic() + self._retry_delay
+            self._retry_delay = min(self._retry_delay * 2, STORE_RETRY_MAX_S)
+            self.metrics.store_up.set(0)
+            return False
+        if not self._store_ok:
+            log.warning("store answers again; draining %d spooled records", self.spool.items)
+        self._store_ok = True
+        self._retry_delay = 0.25
+        self.metrics.store_up.set(1)
+        self.metrics.write_latency.observe(time.monotonic() - started)
+        self.metrics.batch_size.observe(len(batch.readings))
+        return True
+
+    def _drain(self) -> None:
+        for _ in range(DRAIN_PER_TURN):
+            if not self.spool.batches:
+                return
+            if not self._store_ok and time.monotonic() < self._retry_at:
+                return
+            entry = self.spool.oldest()
+            if entry is None:
+                return
+            batch_id, batch = entry
+            if not self._write_store(batch):
+                return
+            self.metrics.readings_stored.inc(len(batch.readings))
+            self.spool.remove(batch_id)
+            self._update_spool_gauges()
+            if not self.spool.batches:
+                log.warning("spool drained; all readings are in the store")
+
+    def _acknowledge(self, items: list[Item]) -> None:
+        now = time.monotonic()
+        for item in items:
+            if item.ack is not None:
+                try:
+                    item.ack()
+                except Exception:  # one failed ack must not stop the writer; the broker will redeliver
+                    log.exception("acknowledging a message failed; it will be redelivered and stored again (idempotent)")
+            self.metrics.store_lag.observe(now - item.received)
+        self.pending -= len(items)
+        self.metrics.pending.set(self.pending)
+
+    def _update_spool_gauges(self) -> None:
+        self.metrics.spool_items.set(self.spool.items)
+        self.metrics.spool_bytes.set(self.spool.bytes)
