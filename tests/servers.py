@@ -208,3 +208,114 @@ class Influxd(Server):
         data = urllib.parse.urlencode({"q": q, "db": db, "epoch": "ms"}).encode()
         with urllib.request.urlopen(f"{self.url}/query", data=data, timeout=10) as resp:
             return json.loads(resp.read())
+
+
+class IngestProcess(Server):
+    """The real ``infusion-monitor ingest`` in a subprocess (killable, restartable with the same data dir)."""
+
+    name = "ingest"
+
+    def __init__(self, workdir: Path, mqtt_url: str, store_url: str, *extra: str,
+                 env: dict[str, str] | None = None) -> None:
+        super().__init__(workdir)
+        self.mqtt_url = mqtt_url
+        self.store_url = store_url
+        self.extra = list(extra)
+        self.http_port = free_port()
+        self.env = env or {}
+
+    def command(self) -> list[str]:
+        import sys
+
+        return [
+            sys.executable, "-m", "infusion_monitor", "ingest", "--mqtt-url", self.mqtt_url,
+            "--store-url", self.store_url, "--data-dir", str(self.workdir / "data"),
+            "--http-port", str(self.http_port), *self.extra,
+        ]
+
+    def start(self) -> None:
+        """Start the ingest with the repository on PYTHONPATH and wait until it is connected."""
+        repo = str(Path(__file__).resolve().parents[1])
+        env = {**os.environ, "PYTHONPATH": repo + os.pathsep + os.environ.get("PYTHONPATH", ""), **self.env}
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
+        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, env=env)
+        log.close()
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"ingest exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/healthz", timeout=1) as resp:
+                    if resp.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"ingest not healthy within {timeout} s:\n{self.log()[-3000:]}")
+
+    def metrics(self) -> dict[str, float]:
+        """Return the ingest's Prometheus samples as {name{labels}: value}."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                key, _, value = line.rpartition(" ")
+                out[key] = float(value)
+        return out
+
+
+class MqttCollector:
+    """A real paho subscriber that records every message on some filters (for assertions)."""
+
+    def __init__(self, url: str, *filters: str, protocol: str = "5") -> None:
+        import threading
+
+        from vitals.mqtt import connect, make_client, wait_connected
+
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self._lock = threading.Lock()
+        self.client, target = make_client(url, protocol=protocol)
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, *_: c.subscribe([(f, 1) for f in filters])
+        connect(self.client, target)
+        self.client.loop_start()
+        if not wait_connected(self.client, 10):
+            raise TimeoutError(f"could not connect to {url}")
+        time.sleep(0.2)  # let the SUBACK arrive before the test publishes
+
+    def _on_message(self, client, userdata, msg) -> None:  # type: ignore[no-untyped-def]
+        with self._lock:
+            self.messages.append((msg.topic, msg.payload, bool(msg.retain)))
+
+    def payloads(self, topic_part: str = "") -> list[bytes]:
+        """Return payloads received on topics containing ``topic_part``."""
+        with self._lock:
+            return [p for t, p, _ in self.messages if topic_part in t]
+
+    def wait_for(self, predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+        """Wait until ``predicate(self)`` is true."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate(self):
+                return True
+            time.sleep(0.05)
+        return bool(predicate(self))
+
+    def close(self) -> None:
+        """Disconnect."""
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def mosquitto_pub_lines(port: int, topic: str, lines: list[str], qos: int = 1) -> None:
+    """Publish each line as one message with the real ``mosquitto_pub -l``."""
+    proc = subprocess.run(
+        [require("mosquitto_pub"), "-h", "127.0.0.1", "-p", str(port), "-t", topic, "-q", str(qos), "-l"],
+        input="\n".join(lines) + "\n", text=True, capture_output=True, timeout=120,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"mosquitto_pub failed: {proc.stderr}")
