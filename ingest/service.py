@@ -74,6 +74,7 @@ class IngestService:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self._generation = 0
+        self._stopping = False
         self._connected = threading.Event()
         self._refusal_log: dict[str, list[float]] = {}
         self.http: HealthServer | None = None
@@ -101,7 +102,8 @@ class IngestService:
             log.info("health and metrics on http://%s:%d/healthz and /metrics", self.settings.http_host, self.http.port)
         log.info(
             "ingest %s: broker %s, store %s, spool %s (%d records waiting)", self.client_id,
-            redact(self.settings.mqtt_url), redact_url(self.settings.store_url), self.spool.path, self.spool.items,
+            redact(self.settings.mqtt_url), self.store.url_redacted or redact_url(self.settings.store_url),
+            self.spool.path, self.spool.items,
         )
         connect(self.client, self.target, clean_start=False, session_expiry_s=self.settings.session_expiry_s)
         self.client.loop_start()
@@ -116,6 +118,7 @@ class IngestService:
         if self.alarms is not None:
             self.alarms.stop()
         self.writer.stop()
+        self._stopping = True
         time.sleep(0.1)  # let the network thread send the last acknowledgements before DISCONNECT
         self.client.disconnect()
         self.client.loop_stop()
@@ -163,7 +166,10 @@ class IngestService:
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any = None) -> None:
         self._connected.clear()
         self.metrics.mqtt_connected.set(0)
-        log.warning("disconnected from broker (%s); reconnecting with backoff", reason_code)
+        if self._stopping:
+            log.info("disconnected from broker")
+        else:
+            log.warning("disconnected from broker (%s); reconnecting with backoff", reason_code)
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         ack = self._acker(msg)
