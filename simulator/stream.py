@@ -1,0 +1,181 @@
+"""The simulated stream: every message every device would publish, in order, as pure data.
+
+``generate(...)`` yields ``Message(sim_ms, topic, payload, qos, retain)`` in publish order. It has no clock, no
+network and no randomness but seeded ``random.Random`` instances, so the same scenario, site, chairs, seed and
+start give a byte-identical stream; the publisher (publisher.py) only paces it and sends it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import itertools
+import json
+from collections.abc import Iterator
+from random import Random
+from typing import Any, NamedTuple
+
+from simulator.physiology import SessionModel, draw, draw_patient, plan_episodes
+from simulator.scenario import Scenario
+from vitals.reading import MAX_READINGS_PER_MESSAGE, Reading
+from vitals.records import Session
+from vitals.topics import DEFAULT_PREFIX, Topics
+
+ONLINE, OFFLINE = b"online", b"offline"
+
+
+class Message(NamedTuple):
+    """One MQTT message of the stream, published at simulated time ``sim_ms`` (Unix epoch ms)."""
+
+    sim_ms: int
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+
+
+def chair_ids(chairs: int) -> list[str]:
+    """Return the chair ids of a simulated site: '01', '02', ... (zero-padded to a common width)."""
+    width = max(2, len(str(chairs)))
+    return [f"{i:0{width}d}" for i in range(1, chairs + 1)]
+
+
+def dumps(obj: Any) -> bytes:
+    """Return compact, deterministic JSON bytes."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def session_plan(scenario: Scenario, rng: Random, chair_index: int) -> list[tuple[float, float]]:
+    """Return a chair's sessions as (start_s, end_s) from the simulation start."""
+    clinic, drug = scenario.params["clinic"], scenario.params["drug"]
+    length = (float(drug["infusion_min"]) + float(drug["observe_min"])) * 60.0
+    start = (float(clinic["first_start_min"]) + chair_index * float(clinic["stagger_min"])) * 60.0
+    out = []
+    for _ in range(int(clinic["sessions_per_chair"])):
+        start = float(round(start))
+        out.append((start, start + length))
+        start += length + draw(rng, clinic["turnover_min"]) * 60.0
+    return out
+
+
+def _applies(event: dict[str, Any], chair_no: int, session_no: int) -> bool:
+    chairs, sessions = event["chairs"], event["sessions"]
+    return (chairs == "all" or chair_no in chairs) and (sessions == "all" or session_no in sessions)
+
+
+def _chair_stream(scenario: Scenario, topics: Topics, site: str, chair: str, index: int, seed: int,
+                  start_ms: int, end_s: float | None) -> Iterator[tuple[int, int, int, int, str, bytes, int, bool]]:
+    """Yield one chair's messages in publish order as sortable tuples."""
+    params = scenario.params
+    key = f"{seed}/{site}/{chair}"
+    plan_rng, delivery_rng = Random(f"{key}/plan"), Random(f"{key}/delivery")
+    sessions = session_plan(scenario, plan_rng, index)
+    if end_s is None:
+        end_s = sessions[-1][1] + float(params["clinic"]["idle_after_min"]) * 60.0 if sessions else 0.0
+    t_vitals, t_status, t_session = topics.vitals(site, chair), topics.status(site, chair), topics.session(site, chair)
+    dlv = params["delivery"]
+    interval = float(params["timing"]["vitals_interval_s"])
+    heap: list[tuple[int, int, int, int, str, bytes, int, bool]] = []
+    counter = itertools.count()
+
+    def ms(t_s: float) -> int:
+        return start_ms + round(t_s * 1000)
+
+    def push(publish_ms: int, topic: str, payload: bytes, *, retain: bool = False, sub: int = 0) -> None:
+        heapq.heappush(heap, (publish_ms, index, sub, next(counter), topic, payload, 1, retain))
+
+    def flush(before_ms: int | None) -> Iterator[tuple[int, int, int, int, str, bytes, int, bool]]:
+        while heap and (before_ms is None or heap[0][0] < before_ms):
+            yield heapq.heappop(heap)
+
+    def deliver(ts_ms: int, payload: bytes) -> None:
+        """Publish a reading on time, or with the scenario's delivery faults."""
+        roll = delivery_rng.random()
+        late, dup, reorder = float(dlv["late_fraction"]), float(dlv["duplicate_fraction"]), float(dlv["reorder_fraction"])
+        if roll < late:
+            push(ts_ms + round(draw(delivery_rng, dlv["late_s"]) * 1000), t_vitals, payload, sub=1)
+        elif roll < late + reorder:
+            push(ts_ms + round(interval * 1000), t_vitals, payload, sub=1)  # after the next reading
+        else:
+            push(ts_ms, t_vitals, payload)
+        if delivery_rng.random() < dup:
+            push(ts_ms + round(draw(delivery_rng, dlv["duplicate_after_ms"])), t_vitals, payload, sub=2)
+
+    push(start_ms, t_status, ONLINE, retain=True)
+    seq = 0
+    drug = params["drug"]
+    for number, (s0, s1) in enumerate(sessions, 1):
+        if s0 >= end_s:
+            break
+        rng = Random(f"{key}/session{number}")
+        length = s1 - s0
+        patient = draw_patient(rng, params)
+        episodes = plan_episodes(rng, [e for e in scenario.events if _applies(e, index + 1, number)], length)
+        model = SessionModel(rng, params, patient, episodes)
+        session = Session(site=site, chair=chair, session_id=f"S-{rng.getrandbits(48):012x}", state="active",
+                          started_at=ms(s0), drug=str(drug["name"]), dose_mg_per_kg=float(drug["dose_mg_per_kg"]),
+                          duration_min=float(drug["infusion_min"]), patient_ref=f"P-{rng.getrandbits(32):08x}")
+        yield from flush(ms(s0))
+        push(ms(s0), t_session, dumps(session.to_json_obj()), retain=True)
+        cuffs = model.cuff_times(length)
+        gaps = [ep for ep in episodes if ep.kind == "disconnect"]
+        buffered: list[dict[str, Any]] = []
+        in_gap = False
+        t = 0.0
+        while t < length and s0 + t < end_s:
+            now = ms(s0 + t)
+            yield from flush(now)
+            gap = next((ep for ep in gaps if ep.start_s <= t < ep.end_s), None)
+            if gap is not None and not in_gap:
+                push(now, t_status, OFFLINE, retain=True)
+            elif gap is None and in_gap:
+                _reconnect(push, now, t_status, t_vitals, buffered)
+            in_gap = gap is not None
+            values = model.vitals(t)
+            cuff = next((c for c in cuffs if t <= c < t + interval), None)
+            if cuff is not None:
+                values["sys"], values["dia"], values["map"] = model.cuff(t)
+            obj = Reading(site=site, chair=chair, ts_ms=now, seq=seq, **values).to_json_obj()  # type: ignore[arg-type]
+            seq += 1
+            if gap is None:
+                deliver(now, dumps(obj))
+            elif gap.values.get("buffer"):
+                buffered.append(obj)
+            t += interval
+        if in_gap:
+            _reconnect(push, ms(s0 + t), t_status, t_vitals, buffered)
+        if s1 <= end_s:
+            yield from flush(ms(s1))
+            ended = dataclasses.replace(session, state="ended", ended_at=ms(s1))
+            push(ms(s1), t_session, dumps(ended.to_json_obj()), retain=True)
+    push(max(ms(end_s), start_ms), t_status, OFFLINE, retain=True, sub=9)
+    yield from flush(None)
+
+
+def _reconnect(push: Any, now: int, t_status: str, t_vitals: str, buffered: list[dict[str, Any]]) -> None:
+    """Publish 'online' again, then the readings held during the gap as arrays (store and forward)."""
+    push(now, t_status, ONLINE, retain=True)
+    for i in range(0, len(buffered), MAX_READINGS_PER_MESSAGE):
+        push(now, t_vitals, dumps(buffered[i : i + MAX_READINGS_PER_MESSAGE]))
+    buffered.clear()
+
+
+def generate(scenario: Scenario, *, site: str, chairs: int, seed: int, start_ms: int,
+             duration_s: float | None = None, prefix: str = DEFAULT_PREFIX) -> Iterator[Message]:
+    """Yield the whole simulated stream of a site in publish order (pure and deterministic)."""
+    topics = Topics(prefix)
+    if duration_s is None:
+        duration_s = scenario.duration_s
+    streams = [_chair_stream(scenario, topics, site, chair, i, seed, start_ms, duration_s)
+               for i, chair in enumerate(chair_ids(chairs))]
+    for item in heapq.merge(*streams):
+        yield Message(item[0], item[4], item[5], item[6], item[7])
+
+
+def readings_of(messages: list[Message] | Iterator[Message]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield (topic, reading object) for every reading in a stream (arrays flattened)."""
+    for msg in messages:
+        if msg.topic.endswith("/vitals"):
+            doc = json.loads(msg.payload)
+            for obj in doc if isinstance(doc, list) else [doc]:
+                yield msg.topic, obj
