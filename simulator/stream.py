@@ -45,15 +45,19 @@ def dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def session_plan(scenario: Scenario, rng: Random, chair_index: int) -> list[tuple[float, float]]:
+def session_plan(scenario: Scenario, rng: Random, chair_index: int, chairs: int) -> list[tuple[float, float]]:
     """Return a chair's sessions as (start_s, end_s) from the simulation start."""
     clinic, drug = scenario.params["clinic"], scenario.params["drug"]
     length = (float(drug["infusion_min"]) + float(drug["observe_min"])) * 60.0
-    start = (float(clinic["first_start_min"]) + chair_index * float(clinic["stagger_min"])) * 60.0
+    step = float(clinic["stagger_min"])
+    if chairs > 1:
+        step = min(step, float(clinic["stagger_span_min"]) / (chairs - 1))
+    phase = chair_index / chairs if clinic["phase_spread"] else 0.0
+    start = (float(clinic["first_start_min"]) + chair_index * step) * 60.0
     out = []
     for _ in range(int(clinic["sessions_per_chair"])):
         start = float(round(start))
-        out.append((start, start + length))
+        out.append((start + phase, start + phase + length))
         start += length + draw(rng, clinic["turnover_min"]) * 60.0
     return out
 
@@ -63,13 +67,13 @@ def _applies(event: dict[str, Any], chair_no: int, session_no: int) -> bool:
     return (chairs == "all" or chair_no in chairs) and (sessions == "all" or session_no in sessions)
 
 
-def _chair_stream(scenario: Scenario, topics: Topics, site: str, chair: str, index: int, seed: int,
+def _chair_stream(scenario: Scenario, topics: Topics, site: str, chair: str, index: int, chairs: int, seed: int,
                   start_ms: int, end_s: float | None) -> Iterator[tuple[int, int, int, int, str, bytes, int, bool]]:
     """Yield one chair's messages in publish order as sortable tuples."""
     params = scenario.params
     key = f"{seed}/{site}/{chair}"
     plan_rng, delivery_rng = Random(f"{key}/plan"), Random(f"{key}/delivery")
-    sessions = session_plan(scenario, plan_rng, index)
+    sessions = session_plan(scenario, plan_rng, index, chairs)
     if end_s is None:
         end_s = sessions[-1][1] + float(params["clinic"]["idle_after_min"]) * 60.0 if sessions else 0.0
     t_vitals, t_status, t_session = topics.vitals(site, chair), topics.status(site, chair), topics.session(site, chair)
@@ -166,7 +170,7 @@ def generate(scenario: Scenario, *, site: str, chairs: int, seed: int, start_ms:
     topics = Topics(prefix)
     if duration_s is None:
         duration_s = scenario.duration_s
-    streams = [_chair_stream(scenario, topics, site, chair, i, seed, start_ms, duration_s)
+    streams = [_chair_stream(scenario, topics, site, chair, i, chairs, seed, start_ms, duration_s)
                for i, chair in enumerate(chair_ids(chairs))]
     for item in heapq.merge(*streams):
         yield Message(item[0], item[4], item[5], item[6], item[7])

@@ -1,0 +1,69 @@
+"""``infusion-monitor simulate``: publish simulated infusion sessions of one site."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+
+from simulator.common import add_common_arguments, parse_speed, parse_time_ms, settings_from
+from simulator.scenario import ScenarioError, builtin_names, load_scenario, parse_duration
+from vitals.topics import TopicError, check_id
+
+log = logging.getLogger(__name__)
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _site(text: str) -> str:
+    try:
+        return check_id(text, "site id")
+    except TopicError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the simulate options."""
+    add_common_arguments(parser)
+    parser.add_argument("--site", type=_site, default="sim", help="site id (default sim)")
+    parser.add_argument("--chairs", type=int, help="number of chairs (default: the scenario's, else 4)")
+    parser.add_argument("--scenario", default="normal",
+                        help=f"scenario name ({', '.join(builtin_names())}) or a TOML file (default normal)")
+    parser.add_argument("--speed", type=parse_speed, default=1.0,
+                        help="simulated time per real time: 10 = ten minutes per minute; 'max' or 0 = as fast as possible")
+    parser.add_argument("--seed", type=int, help="random seed; with --start the stream is byte-identical")
+    parser.add_argument("--start", type=parse_time_ms, help="simulated start time, ISO 8601 (default: now)")
+    parser.add_argument("--duration", type=_duration, help="simulated length, e.g. 90s, 45m, 2h (default: the scenario's)")
+    parser.add_argument("--connection", choices=["auto", "device", "gateway"], default="auto",
+                        help="one MQTT connection per chair (device) or one shared (gateway); auto: device up to 50 chairs")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the simulator until the duration is simulated or SIGINT/SIGTERM."""
+    import simulator
+
+    try:
+        scenario = load_scenario(args.scenario)
+    except ScenarioError as exc:
+        log.error("%s", exc)
+        return 2
+    if args.chairs is not None and not 1 <= args.chairs <= 100_000:
+        log.error("--chairs must be between 1 and 100000")
+        return 2
+    settings = settings_from(args)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        simulator.run(settings, args.site, args.chairs, scenario, args.speed, args.seed, stop,
+                      start_ms=args.start, duration_s=args.duration, connection=args.connection)
+    except ConnectionError as exc:
+        log.error("%s", exc)
+        return 1
+    return 0

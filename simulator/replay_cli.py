@@ -1,0 +1,139 @@
+"""``infusion-monitor replay``: republish a recording, or a stored session, with its original pacing.
+
+``replay FILE.jsonl --mqtt-url URL [--speed X] [--restamp] [--site NEW]`` republishes a recording (recording.py);
+``replay --store-url URL --site S --chair C --from T --to T`` republishes a chair's stored readings at their
+timestamps. ``--restamp`` shifts every timestamp so the first message happens now.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+from simulator.common import add_common_arguments, parse_speed, parse_time_ms, settings_from
+from simulator.publisher import Publisher, PublishStats, pace
+from simulator.recording import read_lines, resite, restamp
+from simulator.stream import Message, dumps
+from vitals.settings import Settings
+from vitals.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the replay options."""
+    add_common_arguments(parser)
+    parser.add_argument("file", nargs="?", help="recording (JSON Lines) to replay")
+    parser.add_argument("--speed", type=parse_speed, default=1.0, help="pacing factor; 'max' or 0 = as fast as possible")
+    parser.add_argument("--restamp", action="store_true", help="shift timestamps so the replay happens now")
+    parser.add_argument("--site", help="with a file: publish under this site instead; with --store-url: the stored site")
+    parser.add_argument("--to-site", help="with --store-url: publish under this site (default: the stored one)")
+    parser.add_argument("--store-url", help="replay a stored session from this store instead of a file")
+    parser.add_argument("--chair", help="with --store-url: the chair")
+    parser.add_argument("--from", dest="from_ms", type=parse_time_ms, help="with --store-url: start (ISO 8601)")
+    parser.add_argument("--to", dest="to_ms", type=parse_time_ms, help="with --store-url: end (ISO 8601)")
+
+
+def load_recording(path: str) -> list[Message]:
+    """Return the messages of a recording file, in recorded order."""
+    with open(path, encoding="utf-8") as fh:
+        return list(read_lines(fh))
+
+
+def stored_messages(store_url: str, topics: Topics, site: str, chair: str, start_ms: int, end_ms: int,
+                    to_site: str | None = None) -> list[Message]:
+    """Return a chair's stored readings in [start_ms, end_ms) as vitals messages at their own times."""
+    from vitals.store import open_store
+
+    store = open_store(store_url)
+    try:
+        readings = store.readings(site, chair, start_ms, end_ms)
+    finally:
+        store.close()
+    topic = topics.vitals(to_site or site, chair)
+    return [Message(r.ts_ms, topic, dumps(r.to_json_obj()), 1, False) for r in readings]
+
+
+def prepare(messages: list[Message], topics: Topics, *, restamp_now_ms: int | None = None,
+            site: str | None = None) -> list[Message]:
+    """Return messages restamped (first one at ``restamp_now_ms``) and moved to ``site`` if asked."""
+    if restamp_now_ms is not None and messages:
+        offset = restamp_now_ms - messages[0].sim_ms
+        messages = [restamp(m, offset) for m in messages]
+    if site is not None:
+        messages = [resite(m, topics, site) for m in messages]
+    return messages
+
+
+def replay(settings: Settings, messages: list[Message], *, speed: float, stop: threading.Event | None = None,
+           progress: Callable[[PublishStats], None] | None = None) -> PublishStats:
+    """Publish messages over one connection, paced by their times scaled by ``speed``."""
+    publisher = Publisher(settings, client_prefix=f"infusion-replay-{os.getpid()}", mode="gateway")
+    try:
+        # A recording's times need not be monotonic (receive order is what matters): pace by the running maximum.
+        latest = 0
+        ordered = []
+        for m in messages:
+            latest = max(latest, m.sim_ms)
+            ordered.append(m._replace(sim_ms=latest))
+        return pace(ordered, lambda m: publisher.send(m, stop), speed=speed, stop=stop, progress=progress)
+    finally:
+        publisher.close()
+
+
+def _progress_bar(total: int) -> Callable[[PublishStats], None]:
+    def show(stats: PublishStats) -> None:
+        width = 40
+        done = int(width * stats.messages / max(total, 1))
+        sys.stderr.write(f"\r[{'#' * done}{'.' * (width - done)}] {stats.messages}/{total} messages "
+                         f"{stats.sim_s:.0f} s replayed")
+        sys.stderr.flush()
+
+    return show
+
+
+def run(args: argparse.Namespace) -> int:
+    """Replay a recording or a stored session until done or Ctrl-C."""
+    settings = settings_from(args)
+    topics = Topics(settings.topic_prefix)
+    try:
+        if args.store_url:
+            if not (args.site and args.chair and args.from_ms is not None and args.to_ms is not None):
+                log.error("replay from a store needs --site, --chair, --from and --to")
+                return 2
+            messages = stored_messages(args.store_url, topics, args.site, args.chair, args.from_ms, args.to_ms,
+                                       args.to_site)
+            messages = prepare(messages, topics, restamp_now_ms=round(time.time() * 1000) if args.restamp else None)
+        elif args.file:
+            messages = prepare(load_recording(args.file), topics,
+                               restamp_now_ms=round(time.time() * 1000) if args.restamp else None, site=args.site)
+        else:
+            log.error("give a recording file, or --store-url with --site, --chair, --from and --to")
+            return 2
+    except (OSError, ValueError) as exc:
+        log.error("%s", exc)
+        return 2
+    if not messages:
+        log.warning("nothing to replay")
+        return 0
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    progress = _progress_bar(len(messages)) if sys.stderr.isatty() else None
+    try:
+        stats = replay(settings, messages, speed=args.speed, stop=stop, progress=progress)
+    except ConnectionError as exc:
+        log.error("%s", exc)
+        return 1
+    if progress is not None:
+        progress(stats)
+        sys.stderr.write("\n")
+    log.info("replayed %d of %d messages (%d readings) in %.1f s", stats.messages, len(messages), stats.readings,
+             stats.real_s)
+    return 0 if not stats.stopped else 130
