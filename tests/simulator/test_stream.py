@@ -232,3 +232,17 @@ def test_parse_duration() -> None:
     assert parse_duration("1h30m") == 5400 and parse_duration("12") == 12
     with pytest.raises(ValueError):
         parse_duration("ten minutes")
+
+
+def test_shipped_recordings_are_what_the_simulator_makes_and_are_small(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from simulator.make_recordings import FOLDER, regenerate
+    from simulator.recording import read_lines
+
+    total = 0
+    for path in regenerate(tmp_path):
+        shipped = FOLDER / path.name
+        assert shipped.read_bytes() == path.read_bytes(), f"{shipped} is stale: run python -m simulator.make_recordings"
+        total += shipped.stat().st_size
+    assert total <= 300_000
+    rows = readings_by_chair(list(read_lines((FOLDER / "desaturation.jsonl").read_text().splitlines())))["01"]
+    assert any(b - a >= 30_000 for a, b in condition_runs(rows, "spo2", lambda v: v <= 88))

@@ -1,0 +1,162 @@
+"""The simulator, recorder and replayer against a real mosquitto broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import simulator
+from simulator.record_cli import record
+from simulator.recording import read_lines
+from simulator.replay_cli import load_recording, prepare, replay
+from simulator.scenario import load_scenario
+from simulator.stream import generate
+from tests.servers import Mosquitto, MqttCollector
+from tests.simulator.helpers import START_MS, readings_by_chair
+from vitals.settings import load_settings
+from vitals.topics import Topics
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+
+
+def by_topic(messages) -> dict[str, list[bytes]]:  # type: ignore[no-untyped-def]
+    """Return payloads per topic in arrival order (MQTT orders messages per publisher and topic only)."""
+    out: dict[str, list[bytes]] = {}
+    for topic, payload, *_ in messages:
+        out.setdefault(topic, []).append(payload)
+    return out
+
+
+@pytest.mark.parametrize(("protocol", "connection"), [("5", "device"), ("3.1.1", "gateway")])
+def test_the_published_stream_is_exactly_the_generated_one(mosquitto: Mosquitto, site: str, protocol: str,
+                                                           connection: str) -> None:
+    site = f"{site}-{connection}"  # the site fixture is cut before the parameters: keep the runs apart
+    settings = load_settings(mqtt_url=mosquitto.url, mqtt_protocol=protocol)
+    sc = load_scenario("artefacts")
+    expected = list(generate(sc, site=site, chairs=3, seed=9, start_ms=START_MS, duration_s=900))
+    collector = MqttCollector(mosquitto.url, f"clinic/{site}/#", protocol=protocol)
+    try:
+        stats = simulator.run(settings, site, 3, sc, speed=0, seed=9, start_ms=START_MS, duration_s=900,
+                              connection=connection)
+        assert stats.messages == len(expected) and not stats.stopped
+        assert collector.wait_for(lambda c: len(c.messages) >= len(expected), timeout=20)
+        time.sleep(0.2)
+        got = [(t, p) for t, p, _ in collector.messages]
+    finally:
+        collector.close()
+    assert by_topic(got) == by_topic((m.topic, m.payload) for m in expected)
+
+
+def test_speed_factor_holds_within_5_percent(mosquitto: Mosquitto, site: str) -> None:
+    settings = load_settings(mqtt_url=mosquitto.url)
+    arrivals: list[tuple[float, int]] = []
+    collector = MqttCollector(mosquitto.url, f"clinic/{site}/chair/+/vitals")
+    collector.client.on_message = lambda c, u, msg: arrivals.append((time.monotonic(), json.loads(msg.payload)["ts"]))
+    try:
+        stats = simulator.run(settings, site, 2, "normal", speed=20, seed=1, start_ms=START_MS, duration_s=62)
+        time.sleep(0.3)
+    finally:
+        collector.close()
+    # 60 simulated seconds should take 3 real seconds.
+    assert 2.85 <= stats.real_s <= 3.15 + 0.1
+    (t0, s0), (t1, s1) = arrivals[0], arrivals[-1]
+    factor = (s1 - s0) / 1000.0 / (t1 - t0)
+    assert abs(factor - 20) <= 1.0, factor
+
+
+def test_stop_event_ends_the_run_and_marks_every_chair_offline(mosquitto: Mosquitto, site: str) -> None:
+    settings = load_settings(mqtt_url=mosquitto.url)
+    stop = threading.Event()
+    threading.Timer(1.0, stop.set).start()
+    began = time.monotonic()
+    stats = simulator.run(settings, site, 3, "clinic-day", speed=1, seed=1, stop=stop)
+    assert stats.stopped and time.monotonic() - began < 5
+    collector = MqttCollector(mosquitto.url, f"clinic/{site}/chair/+/status", f"clinic/{site}/chair/+/session")
+    try:
+        assert collector.wait_for(lambda c: len(c.messages) >= 4, timeout=5)  # chairs 02, 03 start later
+        retained = {t: p for t, p, r in collector.messages if r}
+    finally:
+        collector.close()
+    assert sorted(p for t, p in retained.items() if t.endswith("status")) == [b"offline"] * 3
+    assert all(json.loads(p)["state"] == "active" for t, p in retained.items() if t.endswith("session"))
+
+
+def test_a_killed_device_is_marked_offline_by_its_last_will(mosquitto: Mosquitto, site: str, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "infusion_monitor", "simulate", "--mqtt-url", mosquitto.url,
+                             "--site", site, "--chairs", "2", "--seed", "1"], env=env, cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    collector = MqttCollector(mosquitto.url, f"clinic/{site}/chair/+/status")
+    try:
+        assert collector.wait_for(lambda c: c.payloads().count(b"online") >= 2, timeout=15)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        assert collector.wait_for(lambda c: c.payloads().count(b"offline") >= 2, timeout=10)
+    finally:
+        collector.close()
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_record_replay_record_gives_the_same_readings(mosquitto: Mosquitto, site: str, tmp_path: Path) -> None:
+    settings = load_settings(mqtt_url=mosquitto.url)
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    replayed_site = site[:50] + "-re"
+
+    def recorded(path: Path, rec_site: str, action) -> None:  # type: ignore[no-untyped-def]
+        stop, ready = threading.Event(), threading.Event()
+        thread = threading.Thread(target=record, args=(settings, path), kwargs={"site": rec_site, "stop": stop,
+                                                                                "ready": ready})
+        thread.start()
+        assert ready.wait(10)
+        try:
+            action()
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            thread.join(10)
+
+    recorded(first, site, lambda: simulator.run(settings, site, 3, "disconnect", speed=0, seed=2, start_ms=START_MS,
+                                               duration_s=20 * 60))
+    messages = load_recording(str(first))
+    assert len(messages) > 3000
+    moved = prepare(messages, Topics(), site=replayed_site)
+    recorded(second, replayed_site, lambda: replay(settings, moved, speed=0))
+    again = load_recording(str(second))
+
+    def readings(msgs) -> dict[str, list[dict]]:  # type: ignore[no-untyped-def]
+        return {chair: rows for chair, rows in readings_by_chair(msgs).items()}
+
+    assert readings(again) == readings(messages)
+    assert len(readings(messages)["01"]) == 20 * 60
+    with first.open() as fh:
+        line = json.loads(fh.readline())
+    assert set(line) == {"topic", "received_at", "payload", "retain", "qos"} and isinstance(line["payload"], str)
+    assert list(read_lines([fh_line for fh_line in first.read_text().splitlines()][:5]))
+
+
+def test_replay_cli_restamps_a_shipped_recording_to_now(mosquitto: Mosquitto, site: str) -> None:
+    recording = REPO / "simulator" / "recordings" / "desaturation.jsonl"
+    n_vitals = sum(1 for m in read_lines(recording.read_text().splitlines()) if m.topic.endswith("/vitals"))
+    collector = MqttCollector(mosquitto.url, f"clinic/{site}/chair/+/vitals")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    try:
+        began = time.time() * 1000
+        proc = subprocess.run([sys.executable, "-m", "infusion_monitor", "replay", str(recording), "--mqtt-url",
+                               mosquitto.url, "--site", site, "--speed", "max", "--restamp"], env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert collector.wait_for(lambda c: len(c.messages) >= n_vitals, timeout=10)
+        first_ts = json.loads(collector.messages[0][1])["ts"]
+    finally:
+        collector.close()
+    assert abs(first_ts - began) < 10_000
