@@ -29,6 +29,8 @@ DEVICE_MODE_MAX_CHAIRS = 50
 # Unacknowledged QoS 1 messages allowed before publishing waits: bounds memory when the broker is slow or away.
 MAX_OUTSTANDING = 20000
 CONNECT_TIMEOUT_S = 15.0
+# Falling this far behind the requested pace is worth a warning (the simulated clock is then late).
+LAG_WARN_S = 5.0
 
 
 @dataclass(slots=True)
@@ -138,6 +140,7 @@ def pace(messages: Iterable[Message], send: Callable[[Message], bool], *, speed:
     stats = PublishStats()
     real0 = time.monotonic()
     last_progress = real0
+    last_warning = real0 - 30
     for msg in messages:
         if stats.first_sim_ms is None:
             stats.first_sim_ms = msg.sim_ms
@@ -146,6 +149,9 @@ def pace(messages: Iterable[Message], send: Callable[[Message], bool], *, speed:
             if delay > 0 and stop.wait(delay):
                 stats.stopped = True
                 break
+            if delay < -LAG_WARN_S and time.monotonic() - last_warning > 30:
+                last_warning = time.monotonic()
+                log.warning("publishing is %.0f s behind the requested speed (broker or CPU too slow)", -delay)
         if stop.is_set() or not send(msg):
             stats.stopped = True
             break
