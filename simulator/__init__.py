@@ -27,6 +27,7 @@ from simulator.publisher import DEVICE_MODE_MAX_CHAIRS, Publisher, PublishStats,
 from simulator.scenario import Scenario, load_scenario
 from simulator.stream import OFFLINE, Message, chair_ids, generate
 from vitals.mqtt import redact
+from vitals.reading import MAX_FUTURE_MS
 from vitals.settings import Settings
 
 __all__ = ["Message", "PublishStats", "Scenario", "generate", "load_scenario", "run"]
@@ -48,6 +49,7 @@ def run(settings: Settings, site: str, chairs: int | None = None, scenario: str 
     stop = stop or threading.Event()
     log.info("simulating site %s: %d chairs, scenario %s, seed %d, speed %s, %s connection(s) to %s",
              site, chairs, sc.name, seed, speed or "max", mode, redact(settings.mqtt_url))
+    _warn_future(start_ms, duration_s or sc.duration_s, speed)
     devices = [(site, chair) for chair in chair_ids(chairs)]
     publisher = Publisher(settings, client_prefix=f"infusion-sim-{os.getpid()}", devices=devices, mode=mode)
     try:
@@ -62,3 +64,15 @@ def run(settings: Settings, site: str, chairs: int | None = None, scenario: str 
     log.info("published %d messages (%d readings), %.0f simulated s in %.1f real s", stats.messages, stats.readings,
              stats.sim_s, stats.real_s)
     return stats
+
+
+def _warn_future(start_ms: int, duration_s: float | None, speed: float) -> None:
+    """Warn when simulated time will run more than 5 minutes ahead of the clock (the ingest refuses that)."""
+    if speed == 1 or duration_s is None:
+        return
+    real_s = duration_s / speed if speed > 0 else 0.0
+    lead_s = (start_ms / 1000 + duration_s) - (time.time() + real_s)
+    if lead_s > MAX_FUTURE_MS / 1000:
+        log.warning("at speed %s the simulated clock ends %.0f min ahead of the real one; the ingest refuses readings "
+                    "more than %d min in the future: start in the past (e.g. --start now-%dm)", speed or "max",
+                    lead_s / 60, MAX_FUTURE_MS // 60000, int(lead_s // 60) + 1)

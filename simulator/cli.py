@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--speed", type=parse_speed, default=1.0,
                         help="simulated time per real time: 10 = ten minutes per minute; 'max' or 0 = as fast as possible")
     parser.add_argument("--seed", type=int, help="random seed; with --start the stream is byte-identical")
-    parser.add_argument("--start", type=parse_time_ms, help="simulated start time, ISO 8601 (default: now)")
+    parser.add_argument("--start", type=parse_time_ms, help="simulated start: ISO 8601, or now-45m, now-2h (default: now)")
     parser.add_argument("--duration", type=_duration, help="simulated length, e.g. 90s, 45m, 2h (default: the scenario's)")
     parser.add_argument("--connection", choices=["auto", "device", "gateway"], default="auto",
                         help="one MQTT connection per chair (device) or one shared (gateway); auto: device up to 50 chairs")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import time
 from datetime import UTC, datetime
 
+from simulator.scenario import parse_duration
 from vitals.settings import Settings, load_settings
 
 
@@ -36,10 +38,19 @@ def parse_speed(text: str) -> float:
 
 
 def parse_time_ms(text: str) -> int:
-    """Return epoch ms from an ISO 8601 time (no offset = UTC) or an integer of epoch milliseconds."""
+    """Return epoch ms from ISO 8601 (no offset = UTC), epoch milliseconds, or 'now-2h' (seconds rounded)."""
     value = str(text).strip()
     if value.isdigit():
         return int(value)
+    if value.lower().startswith("now"):
+        rest = value[3:].strip()
+        try:
+            ago = parse_duration(rest[1:]) if rest.startswith("-") else (0.0 if not rest else None)
+        except ValueError:
+            ago = None
+        if ago is None:
+            raise argparse.ArgumentTypeError(f"invalid time {text!r}: use now, now-90s, now-45m or now-2h")
+        return (round(time.time()) - round(ago)) * 1000
     try:
         when = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
