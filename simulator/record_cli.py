@@ -83,7 +83,9 @@ def run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     if args.duration:
-        threading.Timer(args.duration, stop.set).start()
+        timer = threading.Timer(args.duration, stop.set)
+        timer.daemon = True
+        timer.start()
     try:
         record(settings, args.out, site=args.site, stop=stop)
     except ConnectionError as exc:
