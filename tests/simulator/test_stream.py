@@ -246,3 +246,20 @@ def test_shipped_recordings_are_what_the_simulator_makes_and_are_small(tmp_path)
     assert total <= 300_000
     rows = readings_by_chair(list(read_lines((FOLDER / "desaturation.jsonl").read_text().splitlines())))["01"]
     assert any(b - a >= 30_000 for a, b in condition_runs(rows, "spo2", lambda v: v <= 88))
+
+
+def test_command_line_values_parse() -> None:
+    import argparse
+    import time
+
+    from simulator.common import parse_speed, parse_time_ms
+
+    assert parse_speed("max") == 0 and parse_speed("0") == 0 and parse_speed("10") == 10 and parse_speed("0.5") == 0.5
+    for bad in ("-1", "fast", "inf", "nan"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_speed(bad)
+    assert parse_time_ms("2026-01-05T08:00:00Z") == START_MS == parse_time_ms("2026-01-05T09:00:00+01:00")
+    assert parse_time_ms("2026-01-05T08:00:00") == START_MS and parse_time_ms(str(START_MS)) == START_MS
+    assert abs(parse_time_ms("now-2h") / 1000 - (time.time() - 7200)) < 2
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_time_ms("yesterday")
