@@ -1,0 +1,154 @@
+"""Ingest throughput against the broker-only limit and a naive ingest, per backend, in the same run.
+
+Method (the same for all three consumers): a persistent QoS 1 session is created for the consumer, the
+consumer goes away, publishers put a backlog of one-reading messages from many chairs into the broker, then
+the consumer resumes its session and drains the backlog. The rate is counted from its first to its last
+message (for our ingest: from the first to the last stored reading, sampled from its /metrics, then
+confirmed by a count query on the store). Draining a backlog gives each consumer the whole machine,
+undisturbed by publishers competing for the same two cores.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from pathlib import Path
+
+from benchmarks.harness import Context, metric, proc_cpu_rss, run_consumer
+from benchmarks.load import precreate_session, publish_backlog
+from vitals.store import open_store
+
+BACKENDS = ("influxdb", "sqlite")
+
+
+def alarms_available() -> bool:
+    """Return whether the alarm service exists yet (the ingest then runs it, as in production)."""
+    return importlib.util.find_spec("ingest.alarms.service") is not None
+
+
+def _backlog(ctx: Context, site: str, per_chair: int) -> dict[str, float]:
+    assert ctx.mosquitto is not None
+    start_ts = int(time.time() * 1000) - 3_600_000 * 2
+    return publish_backlog(ctx.mosquitto.url, site, ctx.sizes.chairs, per_chair, start_ts,
+                           procs=ctx.sizes.publisher_procs)
+
+
+def _rate(result: dict) -> float:
+    span = result["last"] - result["first"]
+    return (result["received"] - 1) / span if span > 0 else 0.0
+
+
+def broker_limit(ctx: Context) -> dict:
+    """Measure the bare paho QoS 1 counting subscriber (the most any Python consumer can do here)."""
+    assert ctx.mosquitto is not None
+    site, cid = ctx.unique("limit"), ctx.unique("bench-count-")
+    n = ctx.sizes.chairs * ctx.sizes.backlog_per_chair
+    precreate_session(ctx.mosquitto.url, cid, [f"clinic/{site}/chair/+/vitals"])
+    pub = _backlog(ctx, site, ctx.sizes.backlog_per_chair)
+    result = run_consumer("count", ctx.mosquitto.url, cid, n)
+    if result["received"] != n:
+        raise RuntimeError(f"broker-only subscriber got {result['received']} of {n}")
+    return {"readings": n, "rate": round(_rate(result)), "publish_rate": round(pub["rate"])}
+
+
+def naive(ctx: Context, backend: str) -> dict:
+    """Measure the tutorial ingest: one HTTP write (or one SQLite commit) per reading."""
+    assert ctx.mosquitto is not None and ctx.influxd is not None
+    site, cid = ctx.unique("naive"), ctx.unique("bench-naive-")
+    n = ctx.sizes.chairs * ctx.sizes.naive_per_chair
+    if backend == "influxdb":
+        mode, target = "naive-influx", ctx.influxd.store_url(f"naive_{site}")
+    else:
+        mode, target = "naive-sqlite", str(Path(ctx.store_url("sqlite", f"naive_{site}")[len("sqlite:///"):]))
+    precreate_session(ctx.mosquitto.url, cid, [f"clinic/{site}/chair/+/vitals"])
+    _backlog(ctx, site, ctx.sizes.naive_per_chair)
+    result = run_consumer(mode, ctx.mosquitto.url, cid, n, target)
+    if result["error_count"] or result["received"] != n:
+        raise RuntimeError(f"naive {backend} ingest stored {result['received']} of {n}: {result['errors']}")
+    return {"readings": n, "rate": round(_rate(result))}
+
+
+def drain_with_ingest(ctx: Context, backend: str, site: str, n: int, extra: tuple[str, ...] = (),
+                      replicas: list[tuple[str, ...]] | None = None, store_url: str | None = None) -> dict:
+    """Start ingest replica(s) on a queued backlog of ``n`` readings and time them until all are stored."""
+    assert ctx.mosquitto is not None
+    url = store_url or ctx.store_url(backend, f"bench_{site}")
+    flags = [] if alarms_available() else ["--no-alarms"]
+    procs = []
+    started = time.monotonic()
+    for args in replicas or [("--site", site, "--client-id", ctx.unique("bench-ingest-"))]:
+        procs.append(ctx.ingest(url, *args, *extra, *flags))
+    samples: list[tuple[float, float, float]] = []  # (time, stored, cpu seconds of all replicas)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        stored = sum(metric(p, "ingest_readings_stored") for p in procs)
+        cpu = sum(proc_cpu_rss(p.proc.pid)[0] for p in procs if p.proc is not None)
+        samples.append((time.monotonic(), stored, cpu))
+        if stored >= n:
+            break
+        time.sleep(0.05)
+    rss = max(proc_cpu_rss(p.proc.pid)[1] for p in procs if p.proc is not None)
+    per_replica = [metric(p, "ingest_readings_stored") for p in procs]
+    for p in procs:
+        p.stop()
+        ctx.started.remove(p)
+    first = next(s for s in samples if s[1] > 0)
+    last = samples[-1]
+    if last[1] < n:
+        raise RuntimeError(f"ingest stored only {last[1]:.0f} of {n} readings within 300 s")
+    store = open_store(url)
+    try:
+        counted = store.count_readings(site if not replicas else None)
+    finally:
+        store.close()
+    span = last[0] - first[0]
+    readings = last[1] - first[1]
+    return {
+        "readings": n, "rate": round(readings / span) if span > 0 else None, "counted_in_store": counted,
+        "stored_per_replica": per_replica,
+        "cpu_s_per_1000": round((last[2] - first[2]) / readings * 1000, 3) if readings else None,
+        "rss_mib": round(rss, 1), "alarms": alarms_available(), "startup_to_done_s": round(time.monotonic() - started, 2),
+    }
+
+
+def ours(ctx: Context, backend: str) -> dict:
+    """Measure our ingest (a real subprocess) draining the same backlog into ``backend``."""
+    assert ctx.mosquitto is not None
+    site = ctx.unique("ours")
+    cid = ctx.unique("bench-ingest-")
+    n = ctx.sizes.chairs * ctx.sizes.backlog_per_chair
+    precreate_session(ctx.mosquitto.url, cid, [f"clinic/{site}/chair/+/vitals"])
+    _backlog(ctx, site, ctx.sizes.backlog_per_chair)
+    result = drain_with_ingest(ctx, backend, site, n, replicas=[("--site", site, "--client-id", cid)])
+    store = open_store(ctx.store_url(backend, f"bench_{site}"))
+    try:
+        result["counted_in_store"] = store.count_readings(site)
+    finally:
+        store.close()
+    if result["counted_in_store"] != n:
+        raise RuntimeError(f"store holds {result['counted_in_store']} readings of site {site}, expected {n}")
+    return result
+
+
+def run(ctx: Context) -> dict:
+    """Run the throughput comparison for every backend."""
+    out: dict = {"method": "backlog drain of one-reading QoS 1 messages from many chairs; see benchmarks/throughput.py"}
+    out["broker_limit"] = broker_limit(ctx)
+    limit = out["broker_limit"]["rate"]
+    for backend in BACKENDS:
+        entry: dict = {}
+        try:
+            entry["naive"] = naive(ctx, backend)
+        except Exception as exc:
+            entry["naive_error"] = str(exc)[:500]
+        try:
+            entry["ours"] = ours(ctx, backend)
+        except Exception as exc:
+            entry["ours_error"] = str(exc)[:500]
+        if "ours" in entry:
+            rate = entry["ours"]["rate"] or 0
+            entry["fraction_of_limit"] = round(rate / limit, 3) if limit else None
+            if "naive" in entry and entry["naive"]["rate"]:
+                entry["multiple_of_naive"] = round(rate / entry["naive"]["rate"], 1)
+        out[backend] = entry
+    return out
