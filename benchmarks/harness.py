@@ -82,13 +82,19 @@ class Context:
         path.parent.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{path}"
 
-    def ingest(self, store_url: str, *extra: str, env: dict[str, str] | None = None) -> IngestProcess:
-        """Start a real ingest subprocess (``python -m infusion_monitor ingest``) and return it."""
+    def ingest(self, store_url: str, *extra: str, env: dict[str, str] | None = None, wait: bool = True) -> IngestProcess:
+        """Start a real ingest subprocess (``python -m infusion_monitor ingest``), by default waiting until healthy."""
         assert self.mosquitto is not None
         proc = IngestProcess(self.workdir / self.unique("ingest"), self.mosquitto.url, store_url, *extra,
                              env={"PYTHONUNBUFFERED": "1", **(env or {})})
         self.started.append(proc)
-        proc.start()
+        if wait:
+            proc.start()
+        else:  # the caller polls /metrics from the very start (throughput rounds)
+            run_env = {**os.environ, "PYTHONPATH": str(REPO), **proc.env}
+            with open(proc.log_path, "ab") as log:
+                proc.proc = subprocess.Popen(proc.command(), stdout=log, stderr=subprocess.STDOUT, cwd=proc.workdir,
+                                             env=run_env)
         return proc
 
 
@@ -114,8 +120,15 @@ def proc_cpu_rss(pid: int) -> tuple[float, float]:
     return cpu, rss
 
 
-def metric(proc: IngestProcess, name: str) -> float:
-    """Return one sample of the ingest's /metrics (0 when absent)."""
+def metric(proc: IngestProcess, name: str, default: float | None = None) -> float:
+    """Return one sample of the ingest's /metrics (0 when absent; ``default`` when it does not answer yet)."""
+    if default is not None:
+        try:
+            return metric(proc, name)
+        except OSError:
+            if proc.proc is not None and proc.proc.poll() is not None:
+                raise RuntimeError(f"ingest exited with {proc.proc.returncode}:\n{proc.log()[-3000:]}") from None
+            return default
     with urllib.request.urlopen(f"http://127.0.0.1:{proc.http_port}/metrics", timeout=5) as resp:
         for line in resp.read().decode().splitlines():
             if line.startswith(name + " ") or line.startswith(name + "_total "):

@@ -1,0 +1,178 @@
+"""Render docs/benchmarks.md from benchmarks/results/latest.json (``python -m benchmarks.report``).
+
+The findings written by hand (profiles, causes, before/after) live in benchmarks/findings.md and are
+included verbatim, so regenerating the figures never loses them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results" / "latest.json"
+DOC = REPO / "docs" / "benchmarks.md"
+FINDINGS = REPO / "benchmarks" / "findings.md"
+
+
+def _get(data: dict, *path: str) -> Any:
+    for key in path:
+        if not isinstance(data, dict) or key not in data:
+            return None
+        data = data[key]
+    return data
+
+
+def summary(results: dict) -> list[dict[str, Any]]:
+    """Return the headline rows: what, measured value, target, and whether it is met (None = no target)."""
+    rows: list[dict[str, Any]] = []
+    thr = results.get("throughput") or {}
+    limit = _get(thr, "broker_limit", "rate")
+    rows.append({"what": "broker-only limit (bare paho QoS 1 subscriber)", "value": f"{limit} readings/s" if limit else "n/a",
+                 "target": "", "met": None})
+    for backend in ("influxdb", "sqlite"):
+        entry = thr.get(backend) or {}
+        ours, naive = _get(entry, "ours", "rate"), _get(entry, "naive", "rate")
+        rows.append({"what": f"ingest throughput, {backend}", "value": f"{ours} readings/s" if ours else
+                     f"error: {entry.get('ours_error', 'not run')}"[:160], "target": "", "met": None})
+        rows.append({"what": f"naive ingest, {backend}", "value": f"{naive} readings/s" if naive else
+                     f"error: {entry.get('naive_error', 'not run')}"[:160], "target": "", "met": None})
+        frac, mult = entry.get("fraction_of_limit"), entry.get("multiple_of_naive")
+        shown = f"{frac:.0%}" if frac is not None else "n/a"
+        rows.append({"what": f"{backend}: fraction of the broker-only limit", "value": shown,
+                     "target": ">= 50 %", "met": None if frac is None else frac >= 0.5})
+        rows.append({"what": f"{backend}: multiple of the naive ingest", "value": f"{mult}x" if mult is not None else "n/a",
+                     "target": ">= 10x", "met": None if mult is None else mult >= 10})
+    lat = results.get("latency") or {}
+    for key, entry in sorted(lat.items(), key=lambda kv: (kv[1].get("chairs", 0) if isinstance(kv[1], dict) else 0, kv[0])):
+        if not isinstance(entry, dict) or "error" in entry:
+            why = entry.get("error") if isinstance(entry, dict) else entry
+            rows.append({"what": f"latency {key}", "value": f"error: {why}"[:160], "target": "", "met": None})
+            continue
+        chairs, backend = entry["chairs"], entry["backend"]
+        st = entry["stored_visible_ms"]
+        rows.append({"what": f"publish -> stored and queryable, {chairs} chairs, {backend} (p50/p95/p99)",
+                     "value": f"{st['p50']} / {st['p95']} / {st['p99']} ms", "target": "", "met": None})
+        if "alarm_event_ms" in entry:
+            al = entry["alarm_event_ms"]
+            met = None if al["p99"] is None else al["p99"] <= 250 and entry["alarm_events_missing"] == 0
+            rows.append({"what": f"publish -> alarm event, {chairs} chairs, {backend} (p50/p95/p99)",
+                         "value": f"{al['p50']} / {al['p95']} / {al['p99']} ms ({entry['alarm_events_missing']} missing)",
+                         "target": "p99 <= 250 ms" if chairs >= 2000 else "", "met": met if chairs >= 2000 else None})
+            no = entry["notification_ms"]
+            rows.append({"what": f"publish -> notification dispatched, {chairs} chairs, {backend} (p50/p95/p99)",
+                         "value": f"{no['p50']} / {no['p95']} / {no['p99']} ms ({entry['notifications_missing']} missing)",
+                         "target": "", "met": None})
+        if chairs >= 2000:
+            rows.append({"what": f"ingest at {chairs} chairs x 1 Hz, {backend}: RSS, CPU",
+                         "value": f"{entry['ingest_rss_mib']} MiB, {entry['ingest_cpu_s_per_1000']} CPU s per 1,000 readings "
+                                  f"({entry['ingest_cpu_percent']} % of one core)", "target": "", "met": None})
+    dash = _get(results, "dashboard_browser")
+    if dash:
+        rows.append({"what": "publish -> value on the dashboard (browser)", "value": dash.get("skipped") or str(dash.get("ms")),
+                     "target": "<= 1.5 s", "met": None if "skipped" in dash else (dash["ms"]["p99"] or 1e9) <= 1500})
+    q = results.get("queries") or {}
+    for backend in ("influxdb", "sqlite"):
+        entry = q.get(f"trend_{backend}") or {}
+        ms = entry.get("ms") or {}
+        rows.append({"what": f"4-hour chair trend query, {backend} (p50/p95)",
+                     "value": f"{ms.get('p50')} / {ms.get('p95')} ms, {entry.get('points_returned')} points" if ms else
+                     f"error: {entry.get('error', 'not run')}"[:160], "target": "<= 200 ms",
+                     "met": None if not ms else ms["p95"] <= 200})
+    ov = q.get("overview") or {}
+    why = ov.get("skipped") or ov.get("error", "not run")
+    rows.append({"what": "overview refresh, server time, 48 chairs (p50/p95)",
+                 "value": f"{ov['ms']['p50']} / {ov['ms']['p95']} ms" if "ms" in ov else why,
+                 "target": "<= 50 ms", "met": None if "ms" not in ov else ov["ms"]["p95"] <= 50})
+    so = results.get("scaleout") or {}
+    for name in ("shared_subscription", "site_partition"):
+        entry = so.get(name)
+        if not entry:
+            continue
+        if "error" in entry:
+            rows.append({"what": f"scale-out, two replicas, {name}", "value": f"error: {entry['error']}"[:160],
+                         "target": "", "met": None})
+            continue
+        extra = ""
+        if "alarms_raised_once" in entry:
+            extra = f", alarms raised once: {entry['alarms_raised_once']}/{entry['alarm_probes']}"
+        rows.append({"what": f"scale-out, two replicas, {name.replace('_', ' ')}",
+                     "value": f"{entry['rate']} readings/s ({entry.get('speedup_vs_one', 'n/a')}x one replica), "
+                              f"stored exactly once: {entry['written_once']}{extra}", "target": "", "met": None})
+    return rows
+
+
+def mark(met: bool | None) -> str:
+    """Return the table mark for a target check."""
+    return "" if met is None else ("met" if met else "**missed**")
+
+
+def render(data: dict) -> str:
+    """Return docs/benchmarks.md for one run's JSON."""
+    m = data["machine"]
+    lines = [
+        "# Benchmarks",
+        "",
+        "Generated by `python -m benchmarks` from `benchmarks/results/latest.json`; do not edit by hand (findings",
+        "and profiles come from `benchmarks/findings.md`). Regenerate the page alone with `python -m benchmarks.report`.",
+        "",
+        f"Run: {m['date']}, {data['duration_s']:.0f} s"
+        f"{' (--quick: tiny sizes, figures not meaningful)' if data.get('quick') else ''}"
+        f"{', only ' + ', '.join(data['only']) if data.get('only') else ''}.",
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {v} |" for k, v in m.items()]
+    lines += ["", "## Results against the targets", "", "| measurement | value | target | |", "|---|---|---|---|"]
+    for row in summary(data["results"]):
+        lines.append(f"| {row['what']} | {row['value']} | {row['target']} | {mark(row['met'])} |")
+    lines += ["", "## How each figure is measured", "", METHOD.strip(), ""]
+    if FINDINGS.exists():
+        lines += [FINDINGS.read_text().strip(), ""]
+    lines += ["## Raw results", "", "```json", json.dumps(data["results"], indent=1), "```", ""]
+    return "\n".join(lines)
+
+
+METHOD = """
+- **Servers.** One real `mosquitto` (max_inflight_messages 1000, large queue) and one real `influxd` 1.x, started
+  by `tests/servers.py` for the run. The ingest always runs as a real subprocess (`python -m infusion_monitor
+  ingest`), with its alarm engine when it is installed (the `alarms` field says so).
+- **Throughput.** Each consumer first creates a persistent MQTT v5 session subscribed at QoS 1, goes away, and
+  two publisher processes queue a backlog of one-reading messages from 2,000 chairs; the consumer then resumes
+  and drains it. Rate = readings from first to last (the ingest: its `ingest_readings_stored` counter sampled
+  every 20 ms, then a `count_readings` query on the store must equal the backlog). The three consumers get the
+  same machine, undisturbed by publishers. References, same run: a bare paho-mqtt 2 subscriber (v5, QoS 1,
+  automatic PUBACK) that only counts; a naive ingest writing each reading with its own HTTP `/write` request on a
+  kept-alive connection (InfluxDB), or its own INSERT + commit in WAL mode (SQLite).
+- **Latency.** A paced publisher sends every chair once a second (ts = now), spread evenly over the second. Every
+  0.25 s a probe reading for a fresh chair carries sys 185 mmHg (the shipped rule `sys >= 180`, high priority, no
+  delay). Publish -> stored: a `store.readings(...)` query polled every 5 ms until it returns the probe. Publish ->
+  alarm event: arrival of the first event naming the probe chair on `clinic/{site}/alarms/events`. Publish ->
+  notification: arrival of apprise's `json://` POST at a local HTTP endpoint. Clocks: one machine, wall time.
+- **CPU and memory.** From `/proc/PID/stat` of the ingest subprocess (utime + stime of all its threads, RSS)
+  over the steady 2,000-chair window; `cpu_s_per_1000` in the throughput rounds is the same over the drain.
+- **Trend query.** 4 hours of 1 Hz readings (with a cuff reading every 10 min) for 8 chairs written through the
+  store; then `store.series(site, chair, now-4h, now, max_points=2000)` for one chair, 20 times, cold call apart.
+- **Scale-out.** The same backlog drained by two replicas: a shared-subscription group (`--shared-group`, storage
+  only) or a site partition (`--site` each, half the chairs per site, alarms on). Stored exactly once = store
+  count equals the backlog and the replicas' written counters sum to it.
+"""
+
+
+def write(data: dict | None = None) -> Path:
+    """Write docs/benchmarks.md from ``data`` (default: the latest results file) and return its path."""
+    if data is None:
+        data = json.loads(RESULTS.read_text())
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    DOC.write_text(render(data))
+    return DOC
+
+
+if __name__ == "__main__":
+    print(write())
+    sys.exit(0)
