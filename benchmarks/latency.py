@@ -140,7 +140,7 @@ def measure(ctx: Context, backend: str, chairs: int) -> dict:
         "ingest_rss_mib": round(rss, 1), "readings_received_total": received, "alarms": alarms,
     }
     if alarms:
-        first_event = _first_times(list(events.times), [c for c, *_ in probes])
+        first_event = _first_times([(w, t) for w, t in events.times if _is_sys_raise(t)], [c for c, *_ in probes])
         out["alarm_event_ms"] = percentiles([(first_event[c] - p) * 1000 for c, _, p, _ in probes if c in first_event])
         out["alarm_events_missing"] = sum(1 for c, *_ in probes if c not in first_event)
         out["alarm_event_messages"] = len(events.times)
@@ -149,6 +149,15 @@ def measure(ctx: Context, backend: str, chairs: int) -> dict:
         out["notification_ms"] = percentiles([(first_note[c] - p) * 1000 for c, _, p, _ in probes if c in first_note])
         out["notifications_missing"] = sum(1 for c, *_ in probes if c not in first_note)
     return out
+
+
+def _is_sys_raise(text: str) -> bool:
+    """Return whether an alarm event message is the raise of a systolic alarm."""
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(obj, dict) and obj.get("event") == "raised" and obj.get("vital") == "sys"
 
 
 def _first_times(arrivals: list[tuple[float, str]], chairs: list[str]) -> dict[str, float]:

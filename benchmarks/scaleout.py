@@ -108,8 +108,7 @@ def _alarm_check(ctx: Context, sites: list[str], topics: Topics) -> dict[str, An
             except ValueError:
                 continue
             key = (str(obj.get("site")), str(obj.get("chair")))
-            kind = str(obj.get("kind") or obj.get("event") or obj.get("action") or obj.get("type") or "")
-            if key in expected and ("raise" in kind or not kind):
+            if key in expected and obj.get("event") == "raised" and obj.get("vital") == "sys":
                 raises[key] = raises.get(key, 0) + 1
         return {
             "alarm_probes": len(expected),
