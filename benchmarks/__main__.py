@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--only NAME ...] [--no-write]``: run the suite against real servers."""
+"""``python -m benchmarks [--quick] [--only NAME ...] [--profile] [--no-doc]``: run the suite against real servers."""
 
 from __future__ import annotations
 
@@ -20,11 +20,11 @@ NAMES = ("throughput", "latency", "queries", "scaleout")
 
 
 def run(quick: bool = False, only: list[str] | None = None, results_path: Path | None = None,
-        doc: bool = True) -> dict[str, Any]:
+        doc: bool = True, profile: bool = False) -> dict[str, Any]:
     """Run the selected benchmarks; write the JSON (and docs/benchmarks.md) and return the data."""
     selected = [n for n in NAMES if not only or n in only]
     workdir = Path(tempfile.mkdtemp(prefix="infusion-bench-"))
-    ctx = Context(workdir, Sizes.quick() if quick else Sizes(), quick)
+    ctx = Context(workdir, Sizes.quick() if quick else Sizes(), quick, profile)
     started = time.monotonic()
     results: dict[str, Any] = {}
     try:
@@ -49,7 +49,8 @@ def run(quick: bool = False, only: list[str] | None = None, results_path: Path |
         shutil.rmtree(workdir, ignore_errors=True)
     results["dashboard_browser"] = {"skipped": "the dashboard has no live-value page to drive yet"}
     data = {
-        "machine": machine(), "quick": quick, "only": only or [], "duration_s": round(time.monotonic() - started, 1),
+        "machine": machine(), "quick": quick, "profile": profile, "only": only or [],
+        "duration_s": round(time.monotonic() - started, 1),
         "sizes": dataclasses.asdict(ctx.sizes),
         "results": results,
     }
@@ -75,10 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes (about 30 s): checks the suite runs")
     parser.add_argument("--only", action="append", choices=NAMES, help="run only this benchmark (repeatable)")
     parser.add_argument("--output", type=Path, help=f"results JSON (default {report.RESULTS})")
+    parser.add_argument("--profile", action="store_true", help="also drain once more under py-spy and keep the profile")
     parser.add_argument("--no-doc", action="store_true", help="do not regenerate docs/benchmarks.md")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    data = run(args.quick, args.only, args.output, doc=not args.no_doc)
+    data = run(args.quick, args.only, args.output, doc=not args.no_doc, profile=args.profile)
     print_table(data)
     return 0
 

@@ -48,6 +48,7 @@ class Context:
     workdir: Path
     sizes: Sizes
     quick: bool
+    profile: bool = False
     mosquitto: Mosquitto | None = None
     influxd: Influxd | None = None
     _n: int = 0

@@ -14,6 +14,7 @@ import importlib.util
 import time
 from pathlib import Path
 
+from benchmarks import profile
 from benchmarks.harness import Context, metric, proc_cpu_rss, run_consumer
 from benchmarks.load import precreate_session, publish_backlog
 from vitals.store import open_store
@@ -73,7 +74,7 @@ def naive(ctx: Context, backend: str) -> dict:
 
 def drain_with_ingest(ctx: Context, backend: str, site: str, n: int, extra: tuple[str, ...] = (),
                       replicas: list[tuple[str, ...]] | None = None, store_url: str | None = None,
-                      keep: bool = False) -> dict:
+                      keep: bool = False, profile_out: Path | None = None) -> dict:
     """Start ingest replica(s) on a queued backlog of ``n`` readings and time them until all are stored."""
     assert ctx.mosquitto is not None
     url = store_url or ctx.store_url(backend, f"bench_{site}")
@@ -82,12 +83,15 @@ def drain_with_ingest(ctx: Context, backend: str, site: str, n: int, extra: tupl
     started = time.monotonic()
     for args in replicas or [("--site", site, "--client-id", ctx.unique("bench-ingest-"))]:
         procs.append(ctx.ingest(url, *args, *extra, *flags, wait=False))
+    spy = None
     samples: list[tuple[float, float, float]] = []  # (time, stored, cpu seconds of all replicas)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         stored = sum(metric(p, "ingest_readings_stored", 0.0) for p in procs)
         cpu = sum(proc_cpu_rss(p.proc.pid)[0] for p in procs if p.proc is not None)
         samples.append((time.monotonic(), stored, cpu))
+        if profile_out and spy is None and stored > 0 and procs[0].proc:  # sample the drain, not the start-up
+            spy = profile.start(procs[0].proc.pid, profile_out)
         if stored >= n:
             break
         # Poll fast until the drain starts, then rarely (rendering /metrics costs the ingest CPU), fast near the end.
@@ -95,6 +99,8 @@ def drain_with_ingest(ctx: Context, backend: str, site: str, n: int, extra: tupl
         time.sleep(0.02 if stored == 0 or rate <= 0 else min(0.25, max(0.02, 0.3 * (n - stored) / rate)))
     rss = max(proc_cpu_rss(p.proc.pid)[1] for p in procs if p.proc is not None)
     per_replica = [metric(p, "ingest_readings_stored") for p in procs]
+    if spy is not None:
+        profile.stop(spy)
     if not keep:
         for p in procs:
             p.stop()
@@ -115,7 +121,7 @@ def drain_with_ingest(ctx: Context, backend: str, site: str, n: int, extra: tupl
     }
 
 
-def ours(ctx: Context, backend: str) -> dict:
+def ours(ctx: Context, backend: str, profile_out: Path | None = None) -> dict:
     """Measure our ingest (a real subprocess) draining the same backlog into ``backend``."""
     assert ctx.mosquitto is not None
     site = ctx.unique("ours")
@@ -123,7 +129,8 @@ def ours(ctx: Context, backend: str) -> dict:
     n = ctx.sizes.chairs * ctx.sizes.backlog_per_chair
     precreate_session(ctx.mosquitto.url, cid, [f"clinic/{site}/chair/+/vitals"])
     _backlog(ctx, site, ctx.sizes.backlog_per_chair)
-    result = drain_with_ingest(ctx, backend, site, n, replicas=[("--site", site, "--client-id", cid)])
+    result = drain_with_ingest(ctx, backend, site, n, replicas=[("--site", site, "--client-id", cid)],
+                               profile_out=profile_out)
     store = open_store(ctx.store_url(backend, f"bench_{site}"))
     try:
         result["counted_in_store"] = store.count_readings(site)
@@ -154,5 +161,12 @@ def run(ctx: Context) -> dict:
             entry["fraction_of_limit"] = round(rate / limit, 3) if limit else None
             if "naive" in entry and entry["naive"]["rate"]:
                 entry["multiple_of_naive"] = round(rate / entry["naive"]["rate"], 1)
+        if ctx.profile:
+            try:
+                path = ctx.workdir / f"profile-{backend}.txt"
+                profiled = ours(ctx, backend, profile_out=path)
+                entry["profile"] = {"rate_while_sampled": profiled["rate"], **profile.summarize(path)}
+            except Exception as exc:
+                entry["profile"] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
         out[backend] = entry
     return out
