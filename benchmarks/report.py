@@ -134,7 +134,11 @@ def render(data: dict) -> str:
     lines += ["", "## How each figure is measured", "", METHOD.strip(), ""]
     if FINDINGS.exists():
         lines += [FINDINGS.read_text().strip(), ""]
-    lines += ["## Raw results", "", "```json", json.dumps(data["results"], indent=1), "```", ""]
+    lines += profiles(data["results"])
+    raw = json.loads(json.dumps(data["results"]))
+    for backend in ("influxdb", "sqlite"):
+        (raw.get("throughput") or {}).get(backend, {}).pop("profile", None)  # rendered above as tables
+    lines += ["## Raw results", "", "```json", json.dumps(raw, indent=1), "```", ""]
     return "\n".join(lines)
 
 
@@ -162,6 +166,25 @@ METHOD = """
   only) or a site partition (`--site` each, half the chairs per site, alarms on). Stored exactly once = store
   count equals the backlog and the replicas' written counters sum to it.
 """
+
+
+def profiles(results: dict) -> list[str]:
+    """Return Markdown for the py-spy profiles kept by ``--profile`` runs (empty when none)."""
+    out: list[str] = []
+    for backend in ("influxdb", "sqlite"):
+        prof = _get(results, "throughput", backend, "profile")
+        if not prof or "error" in prof:
+            continue
+        out += [f"### Profile of the ingest draining the backlog into {backend} (py-spy, this run)", "",
+                f"Rate while sampled: {prof['rate_while_sampled']} readings/s; {prof['samples'][0][1]} samples.", "",
+                "| thread | share of samples |", "|---|---|"]
+        out += [f"| {name} | {share} % |" for name, share in prof["threads"][:6]]
+        out += ["", "| function (self time) | share |", "|---|---|"]
+        out += [f"| `{name}` | {share} % |" for name, share in prof["self"][:15]]
+        out += ["", "| function (inclusive) | share |", "|---|---|"]
+        out += [f"| `{name}` | {share} % |" for name, share in prof["inclusive"][3:25]]
+        out.append("")
+    return out
 
 
 def write(data: dict | None = None) -> Path:
