@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import latency, queries, report, scaleout, throughput
+from benchmarks import browser, latency, queries, report, scaleout, throughput
 from benchmarks.harness import Context, Sizes, machine
 
-NAMES = ("throughput", "latency", "queries", "scaleout")
+NAMES = ("throughput", "latency", "queries", "scaleout", "dashboard_browser")
 
 
 def run(quick: bool = False, only: list[str] | None = None, results_path: Path | None = None,
@@ -41,13 +41,14 @@ def run(quick: bool = False, only: list[str] | None = None, results_path: Path |
                     results[name] = queries.run(ctx)
                 elif name == "scaleout":
                     results[name] = scaleout.run(ctx, (results.get("throughput") or {}).get("influxdb", {}).get("ours"))
+                elif name == "dashboard_browser":
+                    results[name] = browser.run(ctx)
             except Exception as exc:  # one broken benchmark must not lose the others' figures
                 results[name] = {"error": f"{type(exc).__name__}: {exc}"[:1000]}
             print(f"   {name} took {time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
     finally:
         ctx.stop_servers()
         shutil.rmtree(workdir, ignore_errors=True)
-    results["dashboard_browser"] = {"skipped": "the dashboard has no live-value page to drive yet"}
     data = {
         "machine": machine(), "quick": quick, "profile": profile, "only": only or [],
         "duration_s": round(time.monotonic() - started, 1),

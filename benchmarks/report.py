@@ -70,9 +70,22 @@ def summary(results: dict) -> list[dict[str, Any]]:
                          "value": f"{entry['ingest_rss_mib']} MiB, {entry['ingest_cpu_s_per_1000']} CPU s per 1,000 readings "
                                   f"({entry['ingest_cpu_percent']} % of one core)", "target": "", "met": None})
     dash = _get(results, "dashboard_browser")
-    if dash:
-        rows.append({"what": "publish -> value on the dashboard (browser)", "value": dash.get("skipped") or str(dash.get("ms")),
-                     "target": "<= 1.5 s", "met": None if "skipped" in dash else (dash["ms"]["p99"] or 1e9) <= 1500})
+    if dash and ("skipped" in dash or "error" in dash):
+        why = dash.get("skipped") or dash.get("error")
+        rows.append({"what": "publish -> value on the dashboard (browser)", "value": f"not measured: {why}",
+                     "target": "<= 1.5 s", "met": None})
+    elif dash:
+        for key, label in (("clinic", "clinic load"), ("big", "2,000 chairs")):
+            entry = dash.get(key) or {}
+            ms = entry.get("ms") or {}
+            if "skipped" in entry or not ms.get("n"):
+                rows.append({"what": f"publish -> value on the dashboard (browser), {label}",
+                             "value": f"not measured: {entry.get('skipped', 'no probe seen')}", "target": "<= 1.5 s",
+                             "met": None})
+                continue
+            rows.append({"what": f"publish -> value on the dashboard (browser), {label} (p50/p95/p99)",
+                         "value": f"{ms['p50']} / {ms['p95']} / {ms['p99']} ms ({entry['missed']} missed)", "target": "<= 1.5 s",
+                         "met": ms["p99"] <= 1500 and not entry["missed"]})
     q = results.get("queries") or {}
     for backend in ("influxdb", "sqlite"):
         entry = q.get(f"trend_{backend}") or {}
