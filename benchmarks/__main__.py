@@ -44,7 +44,7 @@ def run(quick: bool = False, only: list[str] | None = None, results_path: Path |
                 elif name == "dashboard_browser":
                     results[name] = browser.run(ctx)
             except Exception as exc:  # one broken benchmark must not lose the others' figures
-                results[name] = {"error": f"{type(exc).__name__}: {exc}"[:1000]}
+                results[name] = {"error": f"{type(exc).__name__}: {exc}"[-800:]}
             print(f"   {name} took {time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
     finally:
         ctx.stop_servers()

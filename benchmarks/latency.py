@@ -189,5 +189,5 @@ def run(ctx: Context) -> dict:
             try:
                 out[key] = measure(ctx, backend, chairs)
             except Exception as exc:
-                out[key] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+                out[key] = {"error": f"{type(exc).__name__}: {exc}"[-800:]}
     return out

@@ -91,9 +91,9 @@ def run(ctx: Context) -> dict[str, Any]:
         try:
             out[f"trend_{backend}"] = trend(ctx, backend)
         except Exception as exc:
-            out[f"trend_{backend}"] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+            out[f"trend_{backend}"] = {"error": f"{type(exc).__name__}: {exc}"[-800:]}
     try:
         out["overview"] = overview(ctx)
     except Exception as exc:
-        out["overview"] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+        out["overview"] = {"error": f"{type(exc).__name__}: {exc}"[-800:]}
     return out

@@ -25,6 +25,12 @@ def _get(data: dict, *path: str) -> Any:
     return data
 
 
+def short(error: object) -> str:
+    """Return the telling last line of an error text, shortened for a table cell."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return (lines[-1] if lines else "")[:200].replace("|", "/")
+
+
 def summary(results: dict) -> list[dict[str, Any]]:
     """Return the headline rows: what, measured value, target, and whether it is met (None = no target)."""
     rows: list[dict[str, Any]] = []
@@ -36,9 +42,9 @@ def summary(results: dict) -> list[dict[str, Any]]:
         entry = thr.get(backend) or {}
         ours, naive = _get(entry, "ours", "rate"), _get(entry, "naive", "rate")
         rows.append({"what": f"ingest throughput, {backend}", "value": f"{ours} readings/s" if ours else
-                     f"error: {entry.get('ours_error', 'not run')}"[:160], "target": "", "met": None})
+                     f"error: {short(entry.get('ours_error', 'not run'))}", "target": "", "met": None})
         rows.append({"what": f"naive ingest, {backend}", "value": f"{naive} readings/s" if naive else
-                     f"error: {entry.get('naive_error', 'not run')}"[:160], "target": "", "met": None})
+                     f"error: {short(entry.get('naive_error', 'not run'))}", "target": "", "met": None})
         frac, mult = entry.get("fraction_of_limit"), entry.get("multiple_of_naive")
         shown = f"{frac:.0%}" if frac is not None else "n/a"
         rows.append({"what": f"{backend}: fraction of the broker-only limit", "value": shown,
@@ -49,7 +55,7 @@ def summary(results: dict) -> list[dict[str, Any]]:
     for key, entry in sorted(lat.items(), key=lambda kv: (kv[1].get("chairs", 0) if isinstance(kv[1], dict) else 0, kv[0])):
         if not isinstance(entry, dict) or "error" in entry:
             why = entry.get("error") if isinstance(entry, dict) else entry
-            rows.append({"what": f"latency {key}", "value": f"error: {why}"[:160], "target": "", "met": None})
+            rows.append({"what": f"latency {key}", "value": f"error: {short(why)}", "target": "", "met": None})
             continue
         chairs, backend = entry["chairs"], entry["backend"]
         st = entry["stored_visible_ms"]
@@ -72,7 +78,7 @@ def summary(results: dict) -> list[dict[str, Any]]:
     dash = _get(results, "dashboard_browser")
     if dash and ("skipped" in dash or "error" in dash):
         why = dash.get("skipped") or dash.get("error")
-        rows.append({"what": "publish -> value on the dashboard (browser)", "value": f"not measured: {why}",
+        rows.append({"what": "publish -> value on the dashboard (browser)", "value": f"not measured: {short(why)}",
                      "target": "<= 1.5 s", "met": None})
     elif dash:
         for key, label in (("clinic", "clinic load"), ("big", "2,000 chairs")):
@@ -90,9 +96,10 @@ def summary(results: dict) -> list[dict[str, Any]]:
     for backend in ("influxdb", "sqlite"):
         entry = q.get(f"trend_{backend}") or {}
         ms = entry.get("ms") or {}
-        rows.append({"what": f"4-hour chair trend query, {backend} (p50/p95)",
+        hours = entry.get("hours", 4)
+        rows.append({"what": f"{hours:g}-hour chair trend query, {backend} (p50/p95)",
                      "value": f"{ms.get('p50')} / {ms.get('p95')} ms, {entry.get('points_returned')} points" if ms else
-                     f"error: {entry.get('error', 'not run')}"[:160], "target": "<= 200 ms",
+                     f"error: {short(entry.get('error', 'not run'))}", "target": "<= 200 ms",
                      "met": None if not ms else ms["p95"] <= 200})
     ov = q.get("overview") or {}
     why = ov.get("skipped") or ov.get("error", "not run")
@@ -105,7 +112,7 @@ def summary(results: dict) -> list[dict[str, Any]]:
         if not entry:
             continue
         if "error" in entry:
-            rows.append({"what": f"scale-out, two replicas, {name}", "value": f"error: {entry['error']}"[:160],
+            rows.append({"what": f"scale-out, two replicas, {name}", "value": f"error: {short(entry['error'])}",
                          "target": "", "met": None})
             continue
         extra = ""

@@ -131,5 +131,5 @@ def run(ctx: Context, one_replica: dict | None = None) -> dict:
             if out.get("one_replica_rate") and out[name].get("rate"):
                 out[name]["speedup_vs_one"] = round(out[name]["rate"] / out["one_replica_rate"], 2)
         except Exception as exc:
-            out[name] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+            out[name] = {"error": f"{type(exc).__name__}: {exc}"[-800:]}
     return out

@@ -151,11 +151,11 @@ def run(ctx: Context) -> dict:
         try:
             entry["naive"] = naive(ctx, backend)
         except Exception as exc:
-            entry["naive_error"] = str(exc)[:500]
+            entry["naive_error"] = str(exc)[-800:]
         try:
             entry["ours"] = ours(ctx, backend)
         except Exception as exc:
-            entry["ours_error"] = str(exc)[:500]
+            entry["ours_error"] = str(exc)[-800:]
         if "ours" in entry:
             rate = entry["ours"]["rate"] or 0
             entry["fraction_of_limit"] = round(rate / limit, 3) if limit else None
@@ -167,6 +167,6 @@ def run(ctx: Context) -> dict:
                 profiled = ours(ctx, backend, profile_out=path)
                 entry["profile"] = {"rate_while_sampled": profiled["rate"], **profile.summarize(path)}
             except Exception as exc:
-                entry["profile"] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+                entry["profile"] = {"error": f"{type(exc).__name__}: {exc}"[-800:]}
         out[backend] = entry
     return out
