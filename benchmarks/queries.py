@@ -58,6 +58,26 @@ def trend(ctx: Context, backend: str) -> dict[str, Any]:
     }
 
 
+def latest(ctx: Context, backend: str) -> dict[str, Any]:
+    """Time ``store.latest(site)`` for a clinic of 48 chairs (the overview's history read)."""
+    site = ctx.unique("latest")
+    url = ctx.store_url(backend, f"bench_{site}")
+    now = time.time_ns() // 1_000_000
+    store = open_store(url)
+    try:
+        for c in range(ctx.sizes.clinic_chairs):
+            store.write_readings(history(site, f"c{c:02d}", now - 600_000, 600))
+        found = store.latest(site)
+        times = []
+        for _ in range(ctx.sizes.trend_repeats):
+            t0 = time.perf_counter()
+            found = store.latest(site)
+            times.append((time.perf_counter() - t0) * 1000)
+    finally:
+        store.close()
+    return {"chairs": ctx.sizes.clinic_chairs, "chairs_found": len(found), "ms": percentiles(times)}
+
+
 def overview(ctx: Context) -> dict[str, Any]:
     """Time the dashboard's overview callback at 48 chairs, if the dashboard offers a timing hook."""
     try:
@@ -92,6 +112,10 @@ def run(ctx: Context) -> dict[str, Any]:
             out[f"trend_{backend}"] = trend(ctx, backend)
         except Exception as exc:
             out[f"trend_{backend}"] = {"error": f"{type(exc).__name__}: {exc}"[-800:]}
+        try:
+            out[f"latest_{backend}"] = latest(ctx, backend)
+        except Exception as exc:
+            out[f"latest_{backend}"] = {"error": f"{type(exc).__name__}: {exc}"[-800:]}
     try:
         out["overview"] = overview(ctx)
     except Exception as exc:

@@ -101,6 +101,11 @@ def summary(results: dict) -> list[dict[str, Any]]:
                      "value": f"{ms.get('p50')} / {ms.get('p95')} ms, {entry.get('points_returned')} points" if ms else
                      f"error: {short(entry.get('error', 'not run'))}", "target": "<= 200 ms",
                      "met": None if not ms else ms["p95"] <= 200})
+        entry = q.get(f"latest_{backend}") or {}
+        ms = entry.get("ms") or {}
+        rows.append({"what": f"latest values of a 48-chair clinic (store.latest), {backend} (p50/p95)",
+                     "value": f"{ms.get('p50')} / {ms.get('p95')} ms, {entry.get('chairs_found')} chairs" if ms else
+                     f"error: {short(entry.get('error', 'not run'))}", "target": "", "met": None})
     ov = q.get("overview") or {}
     why = ov.get("skipped") or ov.get("error", "not run")
     rows.append({"what": "overview refresh, server time, 48 chairs (p50/p95)",
