@@ -29,7 +29,7 @@ class Sizes:
     clinic_chairs: int = 48
     big_chairs: int = 2000
     latency_s: float = 20.0
-    probe_every_s: float = 0.25
+    probe_every_s: float = 0.1
     trend_hours: float = 4.0
     trend_repeats: int = 20
     publisher_procs: int = 2

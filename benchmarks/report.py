@@ -179,7 +179,7 @@ METHOD = """
   automatic PUBACK) that only counts; a naive ingest writing each reading with its own HTTP `/write` request on a
   kept-alive connection (InfluxDB), or its own INSERT + commit in WAL mode (SQLite).
 - **Latency.** A paced publisher sends every chair once a second (ts = now), spread evenly over the second. Every
-  0.25 s a probe reading for a fresh chair carries sys 185 mmHg (the shipped rule `sys >= 180`, high priority, no
+  0.1 s a probe reading for a fresh chair carries sys 185 mmHg (the shipped rule `sys >= 180`, high priority, no
   delay). Publish -> stored: a `store.readings(...)` query polled every 5 ms until it returns the probe. Publish ->
   alarm event: arrival of the first event naming the probe chair on `clinic/{site}/alarms/events`. Publish ->
   notification: arrival of apprise's `json://` POST at a local HTTP endpoint. Clocks: one machine, wall time.
