@@ -36,9 +36,13 @@ def summary(results: dict) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     thr = results.get("throughput") or {}
     limit = _get(thr, "broker_limit", "rate")
-    rows.append({"what": "broker-only limit (bare paho QoS 1 subscriber)", "value": f"{limit} readings/s" if limit else "n/a",
-                 "target": "", "met": None})
-    for backend in ("influxdb", "sqlite"):
+    if "error" in thr:
+        rows.append({"what": "throughput", "value": f"error: {short(thr['error'])}", "target": "", "met": None})
+    measured = bool(thr) and "error" not in thr
+    if measured:
+        rows.append({"what": "broker-only limit (bare paho QoS 1 subscriber)", "value": f"{limit} readings/s" if limit else "n/a",
+                     "target": "", "met": None})
+    for backend in ("influxdb", "sqlite") if measured else ():
         entry = thr.get(backend) or {}
         ours, naive = _get(entry, "ours", "rate"), _get(entry, "naive", "rate")
         rows.append({"what": f"ingest throughput, {backend}", "value": f"{ours} readings/s" if ours else
@@ -93,7 +97,7 @@ def summary(results: dict) -> list[dict[str, Any]]:
                          "value": f"{ms['p50']} / {ms['p95']} / {ms['p99']} ms ({entry['missed']} missed)", "target": "<= 1.5 s",
                          "met": ms["p99"] <= 1500 and not entry["missed"]})
     q = results.get("queries") or {}
-    for backend in ("influxdb", "sqlite"):
+    for backend in ("influxdb", "sqlite") if q else ():
         entry = q.get(f"trend_{backend}") or {}
         ms = entry.get("ms") or {}
         hours = entry.get("hours", 4)
@@ -108,9 +112,10 @@ def summary(results: dict) -> list[dict[str, Any]]:
                      f"error: {short(entry.get('error', 'not run'))}", "target": "", "met": None})
     ov = q.get("overview") or {}
     why = ov.get("skipped") or ov.get("error", "not run")
-    rows.append({"what": "overview refresh, server time, 48 chairs (p50/p95)",
-                 "value": f"{ov['ms']['p50']} / {ov['ms']['p95']} ms" if "ms" in ov else why,
-                 "target": "<= 50 ms", "met": None if "ms" not in ov else ov["ms"]["p95"] <= 50})
+    if q:
+            rows.append({"what": "overview refresh, server time, 48 chairs (p50/p95)",
+                     "value": f"{ov['ms']['p50']} / {ov['ms']['p95']} ms" if "ms" in ov else why,
+                     "target": "<= 50 ms", "met": None if "ms" not in ov else ov["ms"]["p95"] <= 50})
     so = results.get("scaleout") or {}
     for name in ("shared_subscription", "site_partition"):
         entry = so.get(name)
