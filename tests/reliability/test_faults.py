@@ -1,0 +1,199 @@
+"""Faults with real processes killed for real, while a simulated clinic streams numbered readings.
+
+After InfluxDB is down 30 s, the ingest is SIGKILLed twice and mosquitto restarts (persistence on), every
+published reading is stored exactly once (by chair and seq); the longest publish-to-store delay is reported.
+A spool filled past its bound holds acks (back-pressure, visible in /metrics and the log) and drains later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import threading
+import time
+import urllib.error
+from pathlib import Path
+
+import pytest
+
+from tests.servers import Influxd, IngestProcess, Mosquitto
+from vitals.mqtt import connect, make_client, wait_connected
+from vitals.topics import Topics
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
+TOPICS = Topics()
+T0 = int(time.time() * 1000) - 3_600_000
+
+
+def require_influx_store() -> None:
+    """Skip until the InfluxDB store backend exists (the ingest cannot start without it)."""
+    pytest.importorskip("vitals.store.influx", reason="InfluxDB store not landed yet")
+
+
+class Clinic:
+    """Chairs publishing numbered readings (seq per chair) at QoS 1 through a real paho client."""
+
+    def __init__(self, url: str, site: str, chairs: int = 6, rate_hz: float = 10.0) -> None:
+        self.site, self.chairs, self.period = site, chairs, 1 / rate_hz
+        self.client, target = make_client(url, f"clinic-{site}")
+        connect(self.client, target)
+        self.client.loop_start()
+        assert wait_connected(self.client, 10)
+        self.published: dict[tuple[str, int], float] = {}  # (chair, seq) -> wall time of publish
+        self.infos: list = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        seq = 0
+        while not self._stop.is_set():
+            for c in range(self.chairs):
+                chair = f"chair-{c}"
+                payload = json.dumps({"ts": T0 + seq * 100, "seq": seq, "hr": 70 + c, "spo2": 97})
+                self.published[(chair, seq)] = time.time()
+                # Paho keeps QoS 1 messages while the broker is away and resends them on reconnect.
+                self.infos.append(self.client.publish(TOPICS.vitals(self.site, chair), payload, qos=1))
+            seq += 1
+            time.sleep(self.period)
+
+    def start(self) -> None:
+        """Start streaming."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop streaming once every publish is acknowledged by the broker."""
+        self._stop.set()
+        self._thread.join(10)
+        deadline = time.monotonic() + 60
+        while not all(i.is_published() for i in self.infos) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert all(i.is_published() for i in self.infos), "the broker never acknowledged some readings"
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class StoreWatcher:
+    """Polls InfluxDB for stored (chair, seq) pairs and notes when each was first seen."""
+
+    def __init__(self, influxd: Influxd, db: str, site: str) -> None:
+        self.influxd, self.db, self.site = influxd, db, site
+        self.first_seen: dict[tuple[str, int], float] = {}
+        self.rows: list[tuple[str, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def poll(self) -> list[tuple[str, int]]:
+        """Return every stored (chair, seq), duplicates included."""
+        result = self.influxd.query(f"SELECT seq FROM vitals WHERE site = '{self.site}' GROUP BY chair", self.db)
+        out = []
+        for series in result["results"][0].get("series", []):
+            chair = series["tags"]["chair"]
+            out += [(chair, int(row[1])) for row in series["values"]]
+        now = time.time()
+        for key in out:
+            self.first_seen.setdefault(key, now)
+        self.rows = out
+        return out
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(urllib.error.URLError, OSError, KeyError):  # influxd is down on purpose
+                self.poll()
+            time.sleep(0.5)
+
+    def start(self) -> None:
+        """Start polling."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop polling."""
+        self._stop.set()
+        self._thread.join(10)
+
+
+def wait_until(predicate, timeout: float, step: float = 0.5) -> bool:  # type: ignore[no-untyped-def]
+    """Wait until ``predicate()`` is true."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return bool(predicate())
+
+
+def check_exactly_once(clinic: Clinic, watcher: StoreWatcher, timeout: float) -> float:
+    """Assert every published reading is stored exactly once; return the longest delay in seconds."""
+    expected = sorted(clinic.published)
+    assert wait_until(lambda: sorted(watcher.poll()) == expected, timeout), (
+        len(watcher.rows), len(set(watcher.rows)), len(expected))
+    delays = [watcher.first_seen[k] - clinic.published[k] for k in expected]
+    return max(delays)
+
+
+def test_influx_outage_two_sigkills_and_a_broker_restart_lose_and_double_nothing(
+    own_mosquitto: Mosquitto, own_influxd: Influxd, site: str, tmp_path: Path
+) -> None:
+    require_influx_store()
+    db = "faults"
+    ingest = IngestProcess(tmp_path / "ingest", own_mosquitto.url, own_influxd.store_url(db), "--site", site,
+                           "--no-alarms")
+    ingest.start()
+    clinic = Clinic(own_mosquitto.url, site)
+    watcher = StoreWatcher(own_influxd, db, site)
+    clinic.start()
+    watcher.start()
+    try:
+        time.sleep(3)
+        own_influxd.stop()
+        time.sleep(30)
+        assert ingest.metrics()["ingest_spool_items"] > 0
+        own_influxd.start()
+        for _ in range(2):
+            time.sleep(3)
+            ingest.stop(signal.SIGKILL)
+            time.sleep(2)  # the broker queues for the ingest's persistent session meanwhile
+            ingest.start()
+        time.sleep(3)
+        own_mosquitto.restart()  # SIGTERM: mosquitto writes its persistence file, then starts on the same port
+        assert wait_until(lambda: ingest.metrics()["ingest_mqtt_connected"] == 1, 30)
+        time.sleep(3)
+        clinic.stop()
+        longest = check_exactly_once(clinic, watcher, 90)
+        print(f"\nfaults: {len(clinic.published)} readings stored exactly once; longest publish-to-store delay "
+              f"{longest:.1f} s")
+        assert ingest.proc is not None and ingest.proc.poll() is None
+    finally:
+        watcher.stop()
+        ingest.stop()
+
+
+def test_a_full_spool_holds_acks_then_drains(own_mosquitto: Mosquitto, own_influxd: Influxd, site: str,
+                                             tmp_path: Path) -> None:
+    require_influx_store()
+    db = "spool"
+    ingest = IngestProcess(tmp_path / "ingest", own_mosquitto.url, own_influxd.store_url(db), "--site", site,
+                           "--no-alarms", env={"INFUSION_SPOOL_MAX_MB": "0.02"})
+    ingest.start()
+    clinic = Clinic(own_mosquitto.url, site, chairs=10, rate_hz=20)
+    watcher = StoreWatcher(own_influxd, db, site)
+    clinic.start()
+    try:
+        time.sleep(1)
+        own_influxd.stop()
+        assert wait_until(lambda: ingest.metrics()["ingest_backpressure"] == 1, 60), ingest.log()[-2000:]
+        time.sleep(3)  # keep publishing into a full spool: the broker must queue, nothing may be dropped
+        metrics = ingest.metrics()
+        assert metrics["ingest_backpressure"] == 1
+        assert metrics["ingest_spool_bytes"] <= 2 * 0.02 * 1024 * 1024  # the bound, plus at most one batch
+        assert "holding" in ingest.log() and "unacknowledged" in ingest.log()
+        own_influxd.start()
+        clinic.stop()
+        watcher.start()
+        longest = check_exactly_once(clinic, watcher, 90)
+        assert wait_until(lambda: ingest.metrics()["ingest_backpressure"] == 0, 10)
+        assert wait_until(lambda: ingest.metrics()["ingest_spool_items"] == 0, 10)
+        print(f"\nspool full: {len(clinic.published)} readings stored exactly once; longest delay {longest:.1f} s")
+    finally:
+        watcher.stop()
+        ingest.stop()
