@@ -1,0 +1,91 @@
+"""With a store: a clinic-day slice at --speed 60 through mosquitto into the real ingest; replay of a stored session."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import simulator
+from simulator.replay_cli import stored_messages
+from simulator.scenario import load_scenario
+from simulator.stream import generate, readings_of
+from tests.servers import IngestProcess, Mosquitto, MqttCollector
+from vitals.reading import Reading
+from vitals.settings import load_settings
+from vitals.store import open_store
+from vitals.topics import Topics
+
+pytestmark = pytest.mark.integration
+
+
+def test_clinic_day_at_speed_60_lands_every_published_reading_once(mosquitto: Mosquitto, site: str,
+                                                                    tmp_path: Path) -> None:
+    # 10 simulated minutes of 12 chairs at --speed 60 take 10 real seconds. The slice starts 11 minutes ago so
+    # that no reading is more than 5 minutes in the future (which the ingest would rightly refuse).
+    start_ms = (round(time.time()) - 11 * 60) * 1000
+    sc = load_scenario("clinic-day")
+    expected = list(generate(sc, site=site, chairs=12, seed=5, start_ms=start_ms, duration_s=600))
+    unique = {(topic, obj["ts"]) for topic, obj in readings_of(expected)}
+    assert len(unique) > 5000
+    store_url = f"sqlite:///{tmp_path / 'vitals.db'}"
+    ingest = IngestProcess(tmp_path / "ingest", mosquitto.url, store_url)
+    ingest.start()
+    try:
+        stats = simulator.run(load_settings(mqtt_url=mosquitto.url), site, 12, sc, speed=60, seed=5,
+                              start_ms=start_ms, duration_s=600)
+        assert stats.messages == len(expected) and not stats.stopped
+        assert 9.0 <= stats.real_s <= 11.5
+        store = open_store(store_url)
+        try:
+            deadline = time.monotonic() + 30
+            while store.count_readings(site=site) < len(unique) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            time.sleep(0.5)  # nothing more arrives after that
+            assert store.count_readings(site=site) == len(unique)
+            for number in ("01", "12"):
+                rows = [obj for topic, obj in readings_of(expected) if topic.endswith(f"/{number}/vitals")]
+                stored = store.readings(site, number, start_ms, start_ms + 601_000)
+                assert [r.ts_ms for r in stored] == [obj["ts"] for obj in rows]
+                assert [r.values() for r in stored] == [{k: v for k, v in obj.items() if k not in ("ts", "seq")}
+                                                        for obj in rows]
+        finally:
+            store.close()
+    finally:
+        ingest.stop()
+
+
+def test_replay_of_a_stored_session_publishes_its_readings_at_their_times(mosquitto: Mosquitto, site: str,
+                                                                         tmp_path: Path) -> None:
+    store_url = f"sqlite:///{tmp_path / 'vitals.db'}"
+    t0 = 1_767_600_000_000
+    rows = [Reading(site=site, chair="03", ts_ms=t0 + i * 1000, seq=i, hr=70.0 + i % 5, spo2=97.0, rr=14.0)
+            for i in range(120)]
+    store = open_store(store_url)
+    try:
+        store.write_readings(rows)
+    finally:
+        store.close()
+    msgs = stored_messages(store_url, Topics(), site, "03", t0 + 10_000, t0 + 70_000)
+    assert [m.sim_ms for m in msgs] == [r.ts_ms for r in rows[10:70]]
+    collector = MqttCollector(mosquitto.url, f"clinic/{site}-r/chair/+/vitals")
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "infusion_monitor", "replay", "--store-url", store_url, "--site", site,
+             "--chair", "03", "--from", "2026-01-05T08:00:10Z", "--to", "2026-01-05T08:01:10Z", "--to-site",
+             f"{site}-r", "--mqtt-url", mosquitto.url, "--speed", "max"],
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+            capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert collector.wait_for(lambda c: len(c.messages) >= 60, timeout=10)
+        time.sleep(0.2)
+        got = [Reading(site=site, chair="03", **{("ts_ms" if k == "ts" else k): v for k, v in json.loads(p).items()})
+               for p in collector.payloads()]
+    finally:
+        collector.close()
+    assert got == rows[10:70]
