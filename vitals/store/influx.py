@@ -1,10 +1,10 @@
 """The InfluxDB store: line protocol in, InfluxQL out (schema: docs/storage-schema.md).
 
 One query module serves every InfluxDB: 1.x, 2.x (through its DBRP mapping: bucket ``vitals`` is
-database ``vitals``, retention policy ``autogen``) and 3.x all answer InfluxQL on ``/query``. Only the
-write endpoint differs: ``/write?db=`` for 1.x, ``/api/v2/write?org=&bucket=`` (token) for 2.x and 3.x.
-Both are plain HTTP posts of line protocol, so urllib3 (already under influxdb-client) does it directly
-with one pooled, thread-safe connection manager.
+database ``vitals``, retention policy ``autogen``) and 3.x all answer InfluxQL on ``/query``, which this
+module calls with urllib3 (one pooled, thread-safe connection manager). Only the writes differ: ``/write``
+line protocol for 1.x; influxdb-client's synchronous write API (the v2 API, with a token) for 2.x and 3.x,
+which also creates a missing bucket with the configured retention and its DBRP mapping.
 
 Points are keyed by measurement, tags and time; writing the same point twice merges its fields, which
 makes the ingest's at-least-once delivery exactly-once in storage.
@@ -106,6 +106,8 @@ class InfluxStore(Store):
         self.v2_org = v2_org
         self.retention_policy = retention_policy
         self.retention = retention if retention not in (None, "", "0", "inf") else None
+        if self.retention:
+            duration_s(self.retention)  # refuse a malformed retention now: it is spliced into InfluxQL
         self.url_redacted = f"{'influxdb2' if v2_org else 'influxdb'}://{urlsplit(self.base_url).netloc}/{database}"
         headers = {"User-Agent": "infusion-monitor"}
         if token:
@@ -119,6 +121,13 @@ class InfluxStore(Store):
         )
         self._ready = False
         self._ready_lock = threading.Lock()
+        self._v2: Any = None
+        if v2_org:
+            from influxdb_client import InfluxDBClient
+            from influxdb_client.client.write_api import SYNCHRONOUS
+
+            client = InfluxDBClient(url=self.base_url, token=token, org=v2_org, timeout=int(timeout_s * 1000))
+            self._v2 = (client, client.write_api(write_options=SYNCHRONOUS))
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> InfluxStore:
@@ -162,35 +171,52 @@ class InfluxStore(Store):
         except urllib3.exceptions.HTTPError as exc:
             raise StoreError(f"InfluxDB at {self.base_url} did not answer: {exc}") from exc
 
+    def _write_v2(self, chunk: list[str]) -> tuple[int, str]:
+        """Write through influxdb-client's v2 API; return (HTTP status, error text)."""
+        from influxdb_client import WritePrecision
+        from influxdb_client.rest import ApiException
+
+        try:
+            self._v2[1].write(bucket=self.database, org=self.v2_org, record=chunk, write_precision=WritePrecision.MS)
+        except ApiException as exc:
+            return int(exc.status or 500), str(exc.body or exc.reason)[:300]
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise StoreError(f"InfluxDB at {self.base_url} did not answer: {exc}") from exc
+        return 204, ""
+
     def _post_lines(self, lines: list[str]) -> None:
         from urllib.parse import urlencode
 
-        if self.v2_org:
-            path = "/api/v2/write?" + urlencode({"org": self.v2_org, "bucket": self.database, "precision": "ms"})
-        else:
-            params = {"db": self.database, "precision": "ms"}
-            if self.retention_policy:
-                params["rp"] = self.retention_policy
-            path = "/write?" + urlencode(params)
+        params = {"db": self.database, "precision": "ms"}
+        if self.retention_policy:
+            params["rp"] = self.retention_policy
+        path = "/write?" + urlencode(params)
         dropped, reasons = 0, []
         for i in range(0, len(lines), LINES_PER_WRITE):
             chunk = lines[i : i + LINES_PER_WRITE]
-            body = ("\n".join(chunk) + "\n").encode()
-            resp = self._request("POST", path, body=body)
-            if resp.status == 404 and not self.v2_org and b"database not found" in resp.data:
-                self._create_database()
+            if self._v2 is not None:
+                status, text = self._write_v2(chunk)
+                if status == 404:  # the bucket went away (or was never made): make it, then write again
+                    self._ready = False
+                    self._ensure()
+                    status, text = self._write_v2(chunk)
+            else:
+                body = ("\n".join(chunk) + "\n").encode()
                 resp = self._request("POST", path, body=body)
-            if resp.status < 300:
+                if resp.status == 404 and b"database not found" in resp.data:
+                    self._create_database()
+                    resp = self._request("POST", path, body=body)
+                status, text = resp.status, resp.data[:300].decode("utf-8", "replace")
+            if status < 300:
                 continue
-            text = resp.data[:300].decode("utf-8", "replace")
-            if resp.status in (400, 422):
+            if status in (400, 422):
                 # Refused for good (a partial write stores the rest): points beyond the retention period,
                 # a field type conflict with data written by someone else. Retrying would block the spool.
                 found = re.search(r"dropped=(\d+)", text)
                 dropped += int(found.group(1)) if found else len(chunk)
                 reasons.append(text)
                 continue
-            raise StoreError(f"InfluxDB refused a write ({resp.status}): {text}")
+            raise StoreError(f"InfluxDB refused a write ({status}): {text}")
         if dropped:
             raise StoreRejected(f"InfluxDB refused {dropped} points for good: {'; '.join(reasons)[:400]}", dropped)
 
@@ -202,16 +228,44 @@ class InfluxStore(Store):
         self._run(statement, method="POST")
 
     def _ensure(self) -> None:
-        """Create the 1.x database on first use, so a fresh server needs no manual step."""
-        if self._ready or self.v2_org:
+        """Create the database (1.x) or bucket and DBRP mapping (2.x) on first use: a fresh server needs no step."""
+        if self._ready:
             return
         with self._ready_lock:
-            if not self._ready:
+            if self._ready:
+                return
+            if self._v2 is not None:
+                self._ensure_bucket()
+            else:
                 dbs = self._run("SHOW DATABASES")
                 names = {row[0] for series in dbs for row in series.get("values") or []}
                 if self.database not in names:
                     self._create_database()
-                self._ready = True
+            self._ready = True
+
+    def _ensure_bucket(self) -> None:
+        """Create the 2.x bucket with the configured retention, and map database ``bucket`` to it for InfluxQL."""
+        from influxdb_client import BucketRetentionRules
+        from influxdb_client.domain.dbrp_create import DBRPCreate
+        from influxdb_client.rest import ApiException
+        from influxdb_client.service.dbr_ps_service import DBRPsService
+
+        client = self._v2[0]
+        try:
+            if client.buckets_api().find_bucket_by_name(self.database) is not None:
+                return
+            seconds = duration_s(self.retention) if self.retention else 0
+            rules = [BucketRetentionRules(type="expire", every_seconds=seconds)] if seconds else []
+            bucket = client.buckets_api().create_bucket(bucket_name=self.database, retention_rules=rules,
+                                                        org=self.v2_org)
+            DBRPsService(client.api_client).post_dbrp(DBRPCreate(
+                org_id=bucket.org_id, bucket_id=bucket.id, database=self.database, retention_policy="autogen",
+                default=True))
+        except ApiException as exc:
+            raise StoreError(f"cannot create bucket {self.database!r} in org {self.v2_org!r}: "
+                             f"{exc.status} {str(exc.body)[:200]}") from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise StoreError(f"InfluxDB at {self.base_url} did not answer: {exc}") from exc
 
     def _run(self, q: str, method: str = "GET") -> list[dict[str, Any]]:
         """Run InfluxQL statements; return every series of every result, chunks joined. Raise StoreError."""
@@ -404,6 +458,22 @@ class InfluxStore(Store):
     def close(self) -> None:
         """Close pooled connections."""
         self._http.clear()
+        if self._v2 is not None:
+            self._v2[1].close()
+            self._v2[0].close()
+
+
+_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def duration_s(text: str) -> int:
+    """Return the seconds of an InfluxDB duration such as ``90d``, ``12h`` or ``2w1d`` (``0``: forever)."""
+    if text.strip() in ("0", "inf", ""):
+        return 0
+    parts = re.findall(r"(\d+)([smhdw])", text.strip())
+    if not parts or "".join(n + u for n, u in parts) != text.strip():
+        raise ValueError(f"retention {text!r} is not a duration like 90d, 12h or 2w")
+    return sum(int(n) * _UNITS_S[u] for n, u in parts)
 
 
 def _json_lines(resp: urllib3.BaseHTTPResponse) -> Iterator[dict[str, Any]]:
