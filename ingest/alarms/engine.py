@@ -102,6 +102,7 @@ class _Chair:
     watch_from_ms: int | None = None  # wall ms since when the chair is watched for no_data
     status: str | None = None
     pause_until: int | None = None
+    last_raise: dict[str, int] = field(default_factory=dict)  # key -> ts in its newest alarm id (ids never repeat)
 
     @property
     def session_active(self) -> bool:
@@ -341,7 +342,7 @@ class AlarmEngine:
                 text = _phys_text(rule, value, limit, chair.baseline_sys)
                 if alarm is None:
                     alarm = _Alarm(
-                        alarm_id=f"{chair.site}.{chair.chair}.{key}.{ts}", key=key, vital=vital, kind="physiological",
+                        alarm_id=self._new_id(chair, key, ts), key=key, vital=vital, kind="physiological",
                         priority=rule.priority, since=ts, value=value, limit=limit, text=text,
                     )
                     chair.alarms[key] = alarm
@@ -362,6 +363,13 @@ class AlarmEngine:
         if reading.sys is not None or reading.dia is not None:
             chair.last_cuff_ts = ts
         self._nibp(chair, ts, reading, events)
+
+    @staticmethod
+    def _new_id(chair: _Chair, key: str, ts: int) -> str:
+        """Return ``{site}.{chair}.{key}.{ts}``, the ts moved past the key's previous alarm so no id repeats."""
+        stamp = max(ts, chair.last_raise.get(key, ts - 1) + 1)
+        chair.last_raise[key] = stamp
+        return f"{chair.site}.{chair.chair}.{key}.{stamp}"
 
     def _clears(self, chair: _Chair, group: tuple[Rule, ...], value: float) -> bool:
         margin = self.book.hysteresis.get(group[0].vital, 0.0)
@@ -393,7 +401,7 @@ class AlarmEngine:
         alarm = chair.alarms.get(name)
         if active:
             if alarm is None:
-                alarm = _Alarm(alarm_id=f"{chair.site}.{chair.chair}.{name}.{ts}", key=name, vital=name, kind="technical",
+                alarm = _Alarm(alarm_id=self._new_id(chair, name, ts), key=name, vital=name, kind="technical",
                                priority=self.book.technical[name], since=ts, value=None, limit=None, text=TECH_TEXT[name])
                 chair.alarms[name] = alarm
                 self._raised(chair, alarm, "raised", ts, events)
