@@ -26,7 +26,7 @@ replay or a restart without saved state repeats an event rather than inventing a
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from vitals.reading import LABELS, UNITS, Reading
@@ -111,6 +111,11 @@ class _Chair:
     @property
     def session_id(self) -> str | None:
         return self.session.session_id if self.session_active and self.session is not None else None
+
+
+_CHAIR_FIELDS = tuple(_Chair.__dataclass_fields__)
+_ALARM_FIELDS = tuple(_Alarm.__dataclass_fields__)
+_SESSION_FIELDS = tuple(Session.__dataclass_fields__)
 
 
 def _fmt(value: float) -> str:
@@ -270,12 +275,14 @@ class AlarmEngine:
     # -- persistence ----------------------------------------------------------------------------------------
 
     def to_state(self) -> dict[str, Any]:
-        """Return the whole state as JSON-able data (see from_state)."""
+        """Return the whole state as JSON-able data (see load_state); a snapshot sharing nothing mutable."""
         chairs = []
         for chair in self._chairs.values():
-            obj = asdict(chair)
-            obj["session"] = None if chair.session is None else asdict(chair.session)
-            obj["alarms"] = [asdict(a) for a in chair.alarms.values()]
+            obj = {name: getattr(chair, name) for name in _CHAIR_FIELDS}
+            for name in ("vital_ts", "pending", "last_raise"):
+                obj[name] = dict(obj[name])
+            obj["session"] = None if chair.session is None else {n: getattr(chair.session, n) for n in _SESSION_FIELDS}
+            obj["alarms"] = [{n: getattr(a, n) for n in _ALARM_FIELDS} for a in chair.alarms.values()]
             obj["seen"] = False
             chairs.append(obj)
         return {"version": STATE_VERSION, "chairs": chairs}

@@ -7,7 +7,7 @@ from ingest.alarms.rules import load_rules
 from vitals.reading import Reading
 from vitals.records import AlarmEvent, Session
 
-T0 = 1_795_568_400_000  # 2026-11-25T09:00:00Z
+T0 = 1_795_568_400_000  # 2026-11-25T01:00:00Z
 SITE = "north"
 CHAIR = "c-07"
 
