@@ -1,0 +1,208 @@
+"""The alarm service: the engine wrapped for the ingest (locking, a ticker, MQTT output, state on disk).
+
+``IngestService`` builds it as ``AlarmService(settings, topics, publish=..., record=...)`` and calls the
+``on_*`` methods from the paho network thread. Every event is published on ``{prefix}/{site}/alarms/events``
+(QoS 1), handed to ``record`` for the store, and to the notifier; a chair whose alarm list changed gets its
+retained ``{prefix}/{site}/chair/{chair}/alarms`` array republished. The state is saved in
+``{data_dir}/alarm_state.json`` every few seconds and on stop, so a restart neither re-raises nor loses alarms.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from vitals.reading import Reading, format_ts
+from vitals.records import AckCommand, AlarmEvent, AuditRecord, Session
+from vitals.settings import Settings
+from vitals.topics import Topics
+
+from .engine import AlarmEngine, EngineConfig
+from .notifier import Notice, Notifier
+from .rules import load_rules
+
+log = logging.getLogger("ingest.alarms")
+
+# The wall clock is read once a second: no_data needs 15 s, escalation 60 s, so 1 s is fine grain enough.
+TICK_S = 1.0
+# Save the state this often when it changed (and always on stop). A crash loses at most this much, and what it
+# loses is re-derived from redelivered readings with the same deterministic alarm ids.
+SAVE_EVERY_S = 5.0
+
+Publish = Callable[[str, bytes, int, bool], None]
+Record = Callable[[list[AlarmEvent], list[AuditRecord]], None]
+
+
+def wall_ms() -> int:
+    """Return the wall clock in epoch milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+class AlarmService:
+    """Thread-safe alarm engine for the ingest: inputs from MQTT, outputs to MQTT, the store and staff."""
+
+    def __init__(self, settings: Settings, topics: Topics, *, publish: Publish, record: Record,
+                 clock: Callable[[], int] = wall_ms) -> None:
+        self.settings = settings
+        self.topics = topics
+        self._publish = publish
+        self._record = record
+        self._clock = clock
+        self.book = load_rules(settings.alarm_rules_file)
+        self.engine = AlarmEngine(self.book, EngineConfig.from_settings(settings))
+        self.state_path = Path(settings.data_dir) / "alarm_state.json"
+        self.notifier = Notifier(settings.notify, on_failed=self._notify_failed, on_delivered=self._notify_delivered)
+        self._lock = threading.RLock()
+        self._save_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        self._dirty = False
+        self.events_published = 0
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Restore saved state, republish every known chair's alarm list, start the notifier and the ticker."""
+        with self._lock:
+            self._restore()
+            self._emit([], audit=[])
+        self.notifier.start()
+        self._stop.clear()
+        self._ticker = threading.Thread(target=self._tick_loop, name="alarm-ticker", daemon=True)
+        self._ticker.start()
+        log.info("alarm service: rules from %s, state in %s, %d chairs restored", self.book.source, self.state_path,
+                 len(self.engine.chairs()))
+
+    def stop(self) -> None:
+        """Stop the ticker, let the notifier finish what is due, and save the state."""
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join(5)
+        self.notifier.stop()
+        self._save()
+
+    # -- inputs (paho network thread) ---------------------------------------------------------------------
+
+    def on_readings(self, readings: list[Reading]) -> None:
+        """Evaluate validated readings."""
+        with self._lock:
+            self._dirty = True  # delays in progress and the newest ts are state too
+            self._emit(self.engine.on_readings(readings))
+
+    def on_session(self, session: Session) -> None:
+        """Take a session start, update or end."""
+        with self._lock:
+            self._emit(self.engine.on_session(session, self._clock()))
+
+    def on_status(self, site: str, chair: str, status: str) -> None:
+        """Take a device status, ``online`` or ``offline``."""
+        with self._lock:
+            self._emit(self.engine.on_status(site, chair, status, self._clock()))
+
+    def on_command(self, command: AckCommand) -> None:
+        """Apply an acknowledge or audio-pause command and record it in the audit trail."""
+        with self._lock:
+            now = self._clock()
+            events = self.engine.on_command(command, now)
+            if command.action == "pause_audio":
+                detail = f"audio paused until {format_ts(now + round(self.settings.audio_pause_s * 1000))}"
+            elif events:
+                detail = "acknowledged"
+            else:
+                detail = "no standing unacknowledged alarm with this id"
+            audit = AuditRecord(ts=now, action=command.action, user=command.user, site=command.site,
+                                chair=command.chair, alarm_id=command.alarm_id, detail=detail)
+            self._emit(events, audit=[audit])
+
+    def tick(self) -> None:
+        """Advance the engine to the wall clock now (the ticker calls this every second)."""
+        with self._lock:
+            self._emit(self.engine.tick(self._clock()))
+
+    # -- outputs --------------------------------------------------------------------------------------------
+
+    def active_payload(self, site: str, chair: str) -> bytes:
+        """Return the retained JSON array of a chair's standing alarms."""
+        return json.dumps([a.to_json_obj() for a in self.engine.active(site, chair)], separators=(",", ":")).encode()
+
+    def _emit(self, events: list[AlarmEvent], audit: list[AuditRecord] | None = None) -> None:
+        """Publish, record and notify events; republish changed chairs. Call with the lock held."""
+        for event in events:
+            self._publish(self.topics.alarm_events(event.site), json.dumps(event.to_json_obj()).encode(), 1, False)
+            self.events_published += 1
+            self._notify(event)
+        for site, chair in self.engine.take_changed():
+            self._publish(self.topics.alarms(site, chair), self.active_payload(site, chair), 1, True)
+        if events or audit:
+            self._record(list(events), list(audit or []))
+            self._dirty = True
+
+    def _notify(self, event: AlarmEvent) -> None:
+        if event.event not in ("raised", "upgraded", "escalated"):
+            return
+        session = self.engine.session(event.site, event.chair)
+        active = session is not None and session.state == "active"
+        self.notifier.submit(Notice(
+            event=event,
+            session_elapsed_s=(event.ts - session.started_at) / 1000 if active and session is not None else None,
+            patient_ref=session.patient_ref if active and session is not None else None,
+        ))
+
+    def _notify_failed(self, event: AlarmEvent) -> None:
+        with self._lock:
+            self._emit(self.engine.notify_failed(event.site, event.chair, self._clock()))
+
+    def _notify_delivered(self, event: AlarmEvent) -> None:
+        with self._lock:
+            self._emit(self.engine.notify_ok(event.site, event.chair, self._clock()))
+
+    # -- ticker and state ---------------------------------------------------------------------------------
+
+    def _tick_loop(self) -> None:
+        last_save = time.monotonic()
+        while not self._stop.wait(TICK_S):
+            try:
+                self.tick()
+                if self._dirty and time.monotonic() - last_save >= SAVE_EVERY_S:
+                    self._save()
+                    last_save = time.monotonic()
+            except Exception:  # the ticker must outlive a bug in one turn, and say so
+                log.exception("alarm ticker turn failed")
+
+    def _save(self) -> None:
+        """Write the state atomically (temporary file, fsync, rename); the lock is held only for the snapshot."""
+        with self._lock:
+            state = self.engine.to_state()
+            self._dirty = False
+        with self._save_lock:
+            try:
+                self.state_path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = self.state_path.with_suffix(".tmp")
+                with open(tmp, "w", encoding="utf-8") as fh:
+                    json.dump(state, fh, separators=(",", ":"))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, self.state_path)
+            except OSError as exc:
+                self._dirty = True
+                log.error("could not save alarm state to %s: %s", self.state_path, exc)
+
+    def _restore(self) -> None:
+        if not self.state_path.exists():
+            return
+        try:
+            state: Any = json.loads(self.state_path.read_text(encoding="utf-8"))
+            self.engine.load_state(state)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            bad = self.state_path.with_suffix(".bad")
+            log.error("alarm state %s is unreadable (%s); starting empty, kept as %s", self.state_path, exc, bad)
+            os.replace(self.state_path, bad)
+            self.engine = AlarmEngine(self.book, self.engine.config)
+            return
+        self.engine.restarted(self._clock())
