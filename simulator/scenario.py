@@ -17,9 +17,10 @@ from typing import Any
 
 EVENT_KINDS: dict[str, dict[str, Any]] = {
     # kind -> its parameters and their defaults (chairs/sessions/probability/at_min are common to all)
-    "desaturation": {"duration_s": [30, 90], "nadir": [85, 88], "ramp_s": 10},
-    "bradycardia": {"duration_s": [60, 120], "hr": [40, 48], "ramp_s": 10},
-    "tachycardia": {"duration_s": [60, 180], "hr": [125, 135], "ramp_s": 10},
+    # edge: the ramps into and out of an episode stay on the normal side of it (the alarm limit's neighbour)
+    "desaturation": {"duration_s": [30, 90], "nadir": [85, 88], "ramp_s": 10, "edge": 89},
+    "bradycardia": {"duration_s": [60, 120], "hr": [40, 48], "ramp_s": 10, "edge": 50},
+    "tachycardia": {"duration_s": [60, 180], "hr": [125, 135], "ramp_s": 10, "edge": 120},
     "hypertensive": {"sys_peak": [190, 200], "dia_peak": [106, 114]},
     "manual_cuff": {"sys": [184, 190], "dia": [104, 108]},
     "probe_off": {"duration_s": [3, 10], "count": 1, "spacing_s": [60, 300]},
