@@ -9,6 +9,7 @@ last will, so if a gateway crashes the ingest sees the chairs through ``no_data`
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -31,6 +32,8 @@ MAX_OUTSTANDING = 20000
 CONNECT_TIMEOUT_S = 15.0
 # Falling this far behind the requested pace is worth a warning (the simulated clock is then late).
 LAG_WARN_S = 5.0
+# Numbers the publishers of one process, so two runs in one process never share an MQTT client id.
+_INSTANCES = itertools.count(1)
 
 
 @dataclass(slots=True)
@@ -56,13 +59,15 @@ class Publisher:
     """MQTT connections for a set of chairs (device mode) or one shared connection (gateway mode)."""
 
     def __init__(self, settings: Settings, *, client_prefix: str, devices: Iterable[tuple[str, str]] = (),
-                 mode: str = "gateway") -> None:
+                 mode: str = "gateway", stop: threading.Event | None = None,
+                 connect_timeout_s: float = CONNECT_TIMEOUT_S) -> None:
         self.settings = settings
         self.topics = Topics(settings.topic_prefix)
         self._room = threading.Semaphore(MAX_OUTSTANDING)
         self.clients: dict[tuple[str, str], paho.Client] = {}
         self.gateway: paho.Client | None = None
         devices = list(devices)
+        client_prefix = f"{client_prefix}-{next(_INSTANCES)}"
         if mode == "device":
             for site, chair in devices:
                 will = (self.topics.status(site, chair), OFFLINE, 1, True)
@@ -70,11 +75,13 @@ class Publisher:
         else:
             self.gateway = self._open(f"{client_prefix}-gw", None)
         self.devices = devices
+        deadline = time.monotonic() + connect_timeout_s
         for client in self.all_clients():
-            if not wait_connected(client, CONNECT_TIMEOUT_S):
-                self.close(drain_s=0)
-                raise ConnectionError(f"could not connect to the MQTT broker at {redact(settings.mqtt_url)} "
-                                      f"within {CONNECT_TIMEOUT_S:.0f} s")
+            while not wait_connected(client, min(0.2, max(0.0, deadline - time.monotonic()))):
+                if time.monotonic() >= deadline or (stop is not None and stop.is_set()):
+                    self.close(drain_s=0)
+                    raise ConnectionError(f"could not connect to the MQTT broker at {redact(settings.mqtt_url)} "
+                                          f"within {connect_timeout_s:.0f} s")
 
     def _open(self, client_id: str, will: tuple[str, bytes, int, bool] | None) -> paho.Client:
         s = self.settings
