@@ -219,9 +219,9 @@ class SessionModel:
     def cuff_times(self, session_len_s: float) -> list[float]:
         """Return the session seconds at which the cuff measures (start, every interval, manual readings)."""
         step = float(self.p["timing"]["cuff_interval_min"]) * 60.0
-        times = set()
-        t = 0.0
-        while t < session_len_s and step > 0:
+        times = {0.0} if session_len_s > 0 else set()
+        t = step
+        while t < session_len_s and step > 0:  # 0: only the reading at session start
             times.add(float(round(t)))
             t += step
         times.update(float(ep.start_s) for ep in self.episodes if ep.kind == "manual_cuff")
