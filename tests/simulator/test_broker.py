@@ -15,7 +15,7 @@ import pytest
 
 import simulator
 from simulator.record_cli import record
-from simulator.recording import read_lines
+from simulator.recording import read_lines, write_stream
 from simulator.replay_cli import load_recording, prepare, replay
 from simulator.scenario import load_scenario
 from simulator.stream import generate, readings_of
@@ -134,15 +134,50 @@ def test_record_replay_record_gives_the_same_readings(mosquitto: Mosquitto, site
     recorded(second, replayed_site, lambda: replay(settings, moved, speed=0))
     again = load_recording(str(second))
 
-    def readings(msgs) -> dict[str, list[dict]]:  # type: ignore[no-untyped-def]
-        return {chair: rows for chair, rows in readings_by_chair(msgs).items()}
+    def content(msgs) -> list[tuple[str, str, bytes, bool]]:  # type: ignore[no-untyped-def]
+        """Return (chair, kind, payload, retain) in recorded order: the site differs, nothing else may."""
+        return [(m.topic.split("/")[3], m.topic.split("/")[4], m.payload, m.retain) for m in msgs]
 
-    assert readings(again) == readings(messages)
-    assert len(readings(messages)["01"]) == 20 * 60
+    # One publisher connection on replay, one subscriber: the whole order survives, not only per topic.
+    assert content(again) == content(messages)
+    assert readings_by_chair(again) == readings_by_chair(messages)
+    assert len(readings_by_chair(messages)["01"]) == 20 * 60
+    assert [m.payload for m in messages if m.topic.endswith("/01/status")] == [b"online", b"offline", b"online",
+                                                                                 b"offline"]
+    assert all(m.retain for m in messages if not m.topic.endswith("/vitals"))
     with first.open() as fh:
         line = json.loads(fh.readline())
     assert set(line) == {"topic", "received_at", "payload", "retain", "qos"} and isinstance(line["payload"], str)
     assert list(read_lines([fh_line for fh_line in first.read_text().splitlines()][:5]))
+
+
+def test_replay_keeps_order_and_relative_timing_scaled_by_speed(mosquitto: Mosquitto, site: str,
+                                                                tmp_path: Path) -> None:
+    settings = load_settings(mqtt_url=mosquitto.url)
+    source = tmp_path / "source.jsonl"
+    with source.open("w") as out:  # a recording whose receive times are the simulated ones: 60 s, 2 chairs
+        write_stream(generate(load_scenario("delivery-faults"), site=site, chairs=2, seed=3, start_ms=START_MS,
+                              duration_s=60), out)
+    messages = load_recording(str(source))
+    stop, ready = threading.Event(), threading.Event()
+    target = tmp_path / "replayed.jsonl"
+    thread = threading.Thread(target=record, args=(settings, target), kwargs={"site": site, "stop": stop,
+                                                                            "ready": ready})
+    thread.start()
+    assert ready.wait(10)
+    try:
+        stats = replay(settings, messages, speed=20)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        thread.join(10)
+    again = load_recording(str(target))
+    assert [(m.topic, m.payload) for m in again] == [(m.topic, m.payload) for m in messages]
+    # 60 simulated seconds at speed 20: 3 real seconds, each message at its own scaled offset.
+    assert 2.85 <= stats.real_s <= 3.3
+    t0, r0 = messages[0].sim_ms, again[0].sim_ms
+    worst = max(abs((r.sim_ms - r0) * 20 - (m.sim_ms - t0)) for m, r in zip(messages, again, strict=True))
+    assert worst <= 0.05 * (messages[-1].sim_ms - t0), worst
 
 
 def test_replay_cli_restamps_a_shipped_recording_to_now_never_ahead_of_the_clock(mosquitto: Mosquitto,
