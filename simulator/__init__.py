@@ -70,7 +70,7 @@ def run(settings: Settings, site: str, chairs: int | None = None, scenario: str 
         stats = pace(stream, lambda m: publisher.send(m, stop), speed=speed, stop=stop)
         if stats.stopped:  # cut short: say so on every chair's status topic, as the stream's end would have
             for chair in chair_ids(chairs):
-                publisher.send(Message(0, publisher.topics.status(site, chair), OFFLINE, 1, True))
+                publisher.send(Message(0, publisher.topics.status(site, chair), OFFLINE, 1, True), timeout_s=2)
     finally:
         publisher.close()
     log.info("published %d messages (%d readings), %.0f simulated s in %.1f real s", stats.messages, stats.readings,

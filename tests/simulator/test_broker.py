@@ -14,13 +14,15 @@ from pathlib import Path
 import pytest
 
 import simulator
+from simulator.publisher import Publisher
 from simulator.record_cli import record
 from simulator.recording import read_lines, write_stream
 from simulator.replay_cli import load_recording, prepare, replay
 from simulator.scenario import load_scenario
-from simulator.stream import generate, readings_of
+from simulator.stream import Message, generate, readings_of
 from tests.servers import Mosquitto, MqttCollector
 from tests.simulator.helpers import START_MS, readings_by_chair
+from vitals.mqtt import connect, make_client, wait_connected
 from vitals.reading import parse_ts
 from vitals.settings import load_settings
 from vitals.topics import Topics
@@ -216,3 +218,27 @@ def test_replay_cli_restamps_a_shipped_recording_to_now_never_ahead_of_the_clock
     assert retained["status"][1] and retained["session"][1]
     started = parse_ts(json.loads(retained["session"][0])["started_at"])
     assert started == min(ts for _, ts in arrivals)
+
+
+def test_a_device_says_online_again_after_its_connection_was_lost(mosquitto: Mosquitto, site: str) -> None:
+    settings = load_settings(mqtt_url=mosquitto.url)
+    publisher = Publisher(settings, client_prefix="sim-test", devices=[(site, "01")], mode="device")
+    status = Topics().status(site, "01")
+    watch = MqttCollector(mosquitto.url, status)
+    try:
+        assert publisher.send(Message(0, status, b"online", 1, True))
+        assert watch.wait_for(lambda c: c.payloads() == [b"online"])
+        # Another connection takes the device's client id: the broker drops the device, its last will says
+        # offline; paho reconnects (taking the id back) and the device must say online again.
+        client_id = publisher.clients[(site, "01")]._client_id.decode()
+        intruder, target = make_client(mosquitto.url, client_id)
+        connect(intruder, target)
+        intruder.loop_start()
+        assert wait_connected(intruder, 10)
+        assert watch.wait_for(lambda c: c.payloads()[-1:] == [b"offline"], timeout=10), watch.payloads()
+        intruder.disconnect()
+        intruder.loop_stop()
+        assert watch.wait_for(lambda c: c.payloads()[-1:] == [b"online"], timeout=15), watch.payloads()
+    finally:
+        watch.close()
+        publisher.close(drain_s=2)
