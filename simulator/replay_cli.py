@@ -9,6 +9,7 @@ status messages are always republished retained, as the contract says, whatever 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
@@ -47,18 +48,41 @@ def load_recording(path: str) -> list[Message]:
         return list(read_lines(fh))
 
 
+# Sessions that started this long before --from are still looked for (one that is running at --from is replayed).
+SESSION_LOOKBACK_MS = 24 * 3600 * 1000
+
+
 def stored_messages(store_url: str, topics: Topics, site: str, chair: str, start_ms: int, end_ms: int,
                     to_site: str | None = None) -> list[Message]:
-    """Return a chair's stored readings in [start_ms, end_ms) as vitals messages at their own times."""
+    """Return a chair's stored readings in [start_ms, end_ms) and its sessions then, as messages at their times.
+
+    A session is published ``active`` at its start (or at ``start_ms`` if it began before) and ``ended`` at its
+    end if that falls in the range, retained, as its device published it.
+    """
     from vitals.store import open_store
 
     store = open_store(store_url)
     try:
         readings = store.readings(site, chair, start_ms, end_ms)
+        sessions = store.sessions(site, chair, start_ms - SESSION_LOOKBACK_MS, end_ms)
     finally:
         store.close()
-    topic = topics.vitals(to_site or site, chair)
-    return [Message(r.ts_ms, topic, dumps(r.to_json_obj()), 1, False) for r in readings]
+    out_site = to_site or site
+    topic, session_topic = topics.vitals(out_site, chair), topics.session(out_site, chair)
+    timed: list[tuple[int, int, Message]] = []
+    for session in sessions:
+        if session.ended_at is not None and session.ended_at <= start_ms:
+            continue
+        active = dataclasses.replace(session, site=out_site, state="active", ended_at=None)
+        at = max(session.started_at, start_ms)
+        timed.append((at, 0, Message(at, session_topic, dumps(active.to_json_obj()), 1, True)))
+        if session.ended_at is not None and session.ended_at < end_ms:
+            ended = dataclasses.replace(active, state="ended", ended_at=session.ended_at)
+            timed.append((session.ended_at, 0, Message(session.ended_at, session_topic,
+                                                       dumps(ended.to_json_obj()), 1, True)))
+    timed.extend((r.ts_ms, 1, Message(r.ts_ms, topic, dumps(r.to_json_obj()), 1, False)) for r in readings)
+    timed.sort(key=lambda item: (item[0], item[1]))
+    return [m for _, _, m in timed]
 
 
 def paced(messages: list[Message]) -> list[Message]:

@@ -17,6 +17,7 @@ from simulator.scenario import load_scenario
 from simulator.stream import generate, readings_of
 from tests.servers import IngestProcess, Mosquitto, MqttCollector
 from vitals.reading import Reading
+from vitals.records import Session
 from vitals.settings import load_settings
 from vitals.store import open_store
 from vitals.topics import Topics
@@ -66,13 +67,21 @@ def test_replay_of_a_stored_session_publishes_its_readings_at_their_times(mosqui
     t0 = 1_767_600_000_000
     rows = [Reading(site=site, chair="03", ts_ms=t0 + i * 1000, seq=i, hr=70.0 + i % 5, spo2=97.0, rr=14.0)
             for i in range(120)]
+    session = Session(site=site, chair="03", session_id="S-1", state="ended", started_at=t0 - 60_000,
+                      ended_at=t0 + 50_000, drug="ketamine", dose_mg_per_kg=0.5, duration_min=40, patient_ref="P-1")
     store = open_store(store_url)
     try:
         store.write_readings(rows)
+        store.write_sessions([session])
     finally:
         store.close()
     msgs = stored_messages(store_url, Topics(), site, "03", t0 + 10_000, t0 + 70_000)
-    assert [m.sim_ms for m in msgs] == [r.ts_ms for r in rows[10:70]]
+    assert [m.sim_ms for m in msgs if m.topic.endswith("/vitals")] == [r.ts_ms for r in rows[10:70]]
+    # The session running at --from is published active then, and ended when it ended, both retained.
+    sessions = [(m.sim_ms, json.loads(m.payload), m.retain) for m in msgs if m.topic.endswith("/session")]
+    assert [(at, doc["state"], doc["ended_at"], retain) for at, doc, retain in sessions] == [
+        (t0 + 10_000, "active", None, True), (t0 + 50_000, "ended", "2026-01-05T08:00:50.000Z", True)]
+    assert msgs[0].topic.endswith("/session") and sessions[0][1]["started_at"] == "2026-01-05T07:59:00.000Z"
     collector = MqttCollector(mosquitto.url, f"clinic/{site}-r/chair/+/vitals")
     try:
         proc = subprocess.run(
