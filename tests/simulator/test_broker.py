@@ -247,3 +247,27 @@ def test_a_device_says_online_again_after_its_connection_was_lost(mosquitto: Mos
     finally:
         watch.close()
         publisher.close(drain_s=2)
+
+
+def test_simulate_command_line_overrides_reach_the_wire_and_bad_input_exits_2(mosquitto: Mosquitto, site: str,
+                                                                             tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    base = [sys.executable, "-m", "infusion_monitor", "simulate", "--mqtt-url", mosquitto.url, "--site", site]
+    collector = MqttCollector(mosquitto.url, f"clinic/{site}/chair/+/vitals")
+    try:
+        proc = subprocess.run([*base, "--chairs", "1", "--speed", "max", "--duration", "16m", "--start",
+                               "2026-01-05T08:00:00Z", "--cuff-interval", "5", "--set", "baseline.hr=[70, 70]",
+                               "--seed", "3"], env=env, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert collector.wait_for(lambda c: len(c.messages) >= 16 * 60, timeout=10)
+        rows = [json.loads(p) for p in collector.payloads()]
+    finally:
+        collector.close()
+    assert [(r["ts"] - START_MS) // 60_000 for r in rows if "sys" in r] == [0, 5, 10, 15]
+    assert 66 <= rows[0]["hr"] <= 74  # a baseline of exactly 70, plus the noise of the first second
+    (tmp_path / "bad.toml").write_text("[timing]\ncuff_interval_min = 'ten'\n")
+    bad = subprocess.run([*base, "--scenario", str(tmp_path / "bad.toml")], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode == 2 and "bad.toml: timing.cuff_interval_min must be a number, not 'ten'" in bad.stderr
+    typo = subprocess.run([*base, "--set", "timing.cuff=5"], env=env, capture_output=True, text=True, timeout=60)
+    assert typo.returncode == 2 and "unknown parameter timing.cuff" in typo.stderr
