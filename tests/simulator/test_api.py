@@ -108,3 +108,9 @@ def test_start_raises_connection_error_when_no_broker_listens(tmp_path: Path) ->
     began = time.monotonic()
     sim.stop()
     assert not sim.running and time.monotonic() - began < 5 and isinstance(sim.error, ConnectionError)
+
+
+def test_the_public_names_are_pinned() -> None:
+    assert sorted(simulator.__all__) == ["Message", "PublishStats", "Scenario", "Simulation", "generate",
+                                         "load_scenario", "run", "run_clinic"]
+    assert all(callable(getattr(simulator, name)) for name in simulator.__all__)
