@@ -98,3 +98,42 @@ def test_replay_of_a_stored_session_publishes_its_readings_at_their_times(mosqui
     finally:
         collector.close()
     assert got == rows[10:70]
+
+
+@pytest.mark.parametrize(("scenario", "minutes"), [("delivery-faults", 6), ("disconnect", 35)])
+def test_faulty_delivery_and_store_and_forward_land_every_reading_exactly_once(mosquitto: Mosquitto, site: str,
+                                                                              tmp_path: Path, scenario: str,
+                                                                              minutes: int) -> None:
+    # As fast as possible, all in the past (late copies included), so the ingest refuses nothing as future.
+    start_ms = (round(time.time()) - (minutes + 5) * 60) * 1000
+    sc = load_scenario(scenario)
+    expected = list(generate(sc, site=site, chairs=2, seed=8, start_ms=start_ms, duration_s=minutes * 60))
+    unique = {(topic, obj["ts"]): obj for topic, obj in readings_of(expected)}
+    copies = sum(1 for _ in readings_of(expected))
+    if scenario == "delivery-faults":
+        assert copies > len(unique) * 1.03  # duplicates really were published
+    else:
+        assert any(m.payload[:1] == b"[" for m in expected)  # the gap's readings came as arrays
+    store_url = f"sqlite:///{tmp_path / 'vitals.db'}"
+    ingest = IngestProcess(tmp_path / "ingest", mosquitto.url, store_url)
+    ingest.start()
+    try:
+        stats = simulator.run(load_settings(mqtt_url=mosquitto.url), site, 2, sc, speed=0, seed=8,
+                              start_ms=start_ms, duration_s=minutes * 60)
+        assert stats.readings == copies
+        store = open_store(store_url)
+        try:
+            deadline = time.monotonic() + 30
+            while store.count_readings(site=site) < len(unique) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            time.sleep(0.5)
+            assert store.count_readings(site=site) == len(unique)
+            for chair in ("01", "02"):
+                stored = store.readings(site, chair, start_ms, start_ms + (minutes + 2) * 60_000)
+                want = sorted((obj for (topic, _), obj in unique.items() if topic.endswith(f"/{chair}/vitals")),
+                              key=lambda obj: obj["ts"])
+                assert [(r.ts_ms, r.seq) for r in stored] == [(obj["ts"], obj["seq"]) for obj in want]
+        finally:
+            store.close()
+    finally:
+        ingest.stop()
