@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from ingest.metrics import Metrics
 from ingest.spool import Batch, Spool, SpoolFull
-from vitals.store import Store, StoreError
+from vitals.store import Store, StoreError, StoreRejected
 
 log = logging.getLogger("ingest.writer")
 
@@ -137,6 +137,7 @@ class Writer:
             return
         if self._write_store(batch):
             self.metrics.readings_stored.inc(len(batch.readings))
+            self.metrics.backpressure.set(0)  # whatever was held is now in the store
             self._acknowledge(items)
             return
         try:
@@ -165,14 +166,19 @@ class Writer:
             return False
         started = time.monotonic()
         try:
-            if batch.readings:
-                self.store.write_readings(batch.readings)
-            if batch.sessions:
-                self.store.write_sessions(batch.sessions)
-            if batch.alarms:
-                self.store.write_alarm_events(batch.alarms)
-            if batch.audit:
-                self.store.write_audit(batch.audit)
+            for records, write in ((batch.readings, self.store.write_readings),
+                                   (batch.sessions, self.store.write_sessions),
+                                   (batch.alarms, self.store.write_alarm_events),
+                                   (batch.audit, self.store.write_audit)):
+                if not records:
+                    continue
+                try:
+                    write(records)  # type: ignore[operator]
+                except StoreRejected as exc:
+                    # Kept for good by nobody: say so loudly and move on, or the spool would retry it forever.
+                    self.metrics.store_rejected.inc(exc.dropped)
+                    log.error("the store refused %d of %d records for good; they are not stored: %s",
+                              exc.dropped, len(records), exc)
         except StoreError as exc:
             if self._store_ok:
                 log.error("store write failed, spooling locally until it answers again: %s", exc)
