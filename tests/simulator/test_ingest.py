@@ -33,9 +33,9 @@ def test_clinic_day_at_speed_60_lands_every_published_reading_once(mosquitto: Mo
     sc = load_scenario("clinic-day")
     expected = list(generate(sc, site=site, chairs=12, seed=5, start_ms=start_ms, duration_s=600))
     unique = {(topic, obj["ts"]) for topic, obj in readings_of(expected)}
-    assert len(unique) > 5000
+    assert len(unique) == sum(600 - 60 * i for i in range(10))  # chairs start a minute apart: 01 to 10 in time
     store_url = f"sqlite:///{tmp_path / 'vitals.db'}"
-    ingest = IngestProcess(tmp_path / "ingest", mosquitto.url, store_url)
+    ingest = IngestProcess(tmp_path / "ingest", mosquitto.url, store_url, "--no-alarms")
     ingest.start()
     try:
         stats = simulator.run(load_settings(mqtt_url=mosquitto.url), site, 12, sc, speed=60, seed=5,
@@ -115,7 +115,7 @@ def test_faulty_delivery_and_store_and_forward_land_every_reading_exactly_once(m
     else:
         assert any(m.payload[:1] == b"[" for m in expected)  # the gap's readings came as arrays
     store_url = f"sqlite:///{tmp_path / 'vitals.db'}"
-    ingest = IngestProcess(tmp_path / "ingest", mosquitto.url, store_url)
+    ingest = IngestProcess(tmp_path / "ingest", mosquitto.url, store_url, "--no-alarms")
     ingest.start()
     try:
         stats = simulator.run(load_settings(mqtt_url=mosquitto.url), site, 2, sc, speed=0, seed=8,
