@@ -111,7 +111,7 @@ def test_faulty_delivery_and_store_and_forward_land_every_reading_exactly_once(m
     unique = {(topic, obj["ts"]): obj for topic, obj in readings_of(expected)}
     copies = sum(1 for _ in readings_of(expected))
     if scenario == "delivery-faults":
-        assert copies > len(unique) * 1.03  # duplicates really were published
+        assert copies > len(unique) * 1.015  # duplicates really were published (5 % expected)
     else:
         assert any(m.payload[:1] == b"[" for m in expected)  # the gap's readings came as arrays
     store_url = f"sqlite:///{tmp_path / 'vitals.db'}"
