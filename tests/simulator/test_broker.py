@@ -257,14 +257,16 @@ def test_simulate_command_line_overrides_reach_the_wire_and_bad_input_exits_2(mo
     try:
         proc = subprocess.run([*base, "--chairs", "1", "--speed", "max", "--duration", "16m", "--start",
                                "2026-01-05T08:00:00Z", "--cuff-interval", "5", "--set", "baseline.hr=[70, 70]",
-                               "--seed", "3"], env=env, capture_output=True, text=True, timeout=60)
+                               "--set", "noise.hr_sd=0", "--set", "noise.hr_drift_sd=0", "--set",
+                               "response.hr_rise_mean=0", "--set", "response.hr_rise_sd=0", "--seed", "3"],
+                              env=env, capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stderr
         assert collector.wait_for(lambda c: len(c.messages) >= 16 * 60, timeout=10)
         rows = [json.loads(p) for p in collector.payloads()]
     finally:
         collector.close()
     assert [(r["ts"] - START_MS) // 60_000 for r in rows if "sys" in r] == [0, 5, 10, 15]
-    assert 66 <= rows[0]["hr"] <= 74  # a baseline of exactly 70, plus the noise of the first second
+    assert {r["hr"] for r in rows} == {70}  # baseline 70, no noise, no drift, no response: every --set applied
     (tmp_path / "bad.toml").write_text("[timing]\ncuff_interval_min = 'ten'\n")
     bad = subprocess.run([*base, "--scenario", str(tmp_path / "bad.toml")], env=env, capture_output=True,
                          text=True, timeout=60)
