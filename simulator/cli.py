@@ -62,6 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", type=_override, default=[],
                         metavar="TABLE.KEY=VALUE", help="override any scenario parameter, e.g. "
                         "--set response.sys_rise_mean=16 --set baseline.hr=[70,80] (repeatable; docs/simulator.md)")
+    parser.add_argument("--list-scenarios", action="store_true", help="print the shipped scenarios and exit")
     parser.add_argument("--connection", choices=["auto", "device", "gateway"], default="auto",
                         help="one MQTT connection per chair (device) or one shared (gateway); auto: device up to 50 chairs")
 
@@ -70,6 +71,10 @@ def run(args: argparse.Namespace) -> int:
     """Run the simulator until the duration is simulated or SIGINT/SIGTERM."""
     import simulator
 
+    if args.list_scenarios:
+        for name in builtin_names():
+            print(f"{name:16} {load_scenario(name).description}")
+        return 0
     try:
         overrides = dict(args.overrides)
         if args.cuff_interval is not None:

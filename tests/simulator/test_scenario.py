@@ -108,3 +108,16 @@ def test_missing_files_and_unknown_names_say_what_exists() -> None:
         load_scenario("clinicday")
     with pytest.raises(ScenarioError):
         load_scenario("defaults")  # the base of every scenario, not one itself
+
+
+def test_list_scenarios_prints_every_shipped_one_with_its_description(capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from simulator import cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    assert cli.run(parser.parse_args(["--list-scenarios"])) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == builtin_names()
+    assert any("SpO2 down to 85-88 % for 30-90 s" in line for line in lines)
