@@ -1,4 +1,4 @@
-"""With a store: a clinic-day slice at --speed 60 through mosquitto into the real ingest; replay of a stored session."""
+"""With a store: simulated streams through mosquitto into the real ingest; replay of a stored session (SQLite, InfluxDB)."""
 
 from __future__ import annotations
 
@@ -61,9 +61,15 @@ def test_clinic_day_at_speed_60_lands_every_published_reading_once(mosquitto: Mo
         ingest.stop()
 
 
-def test_replay_of_a_stored_session_publishes_its_readings_at_their_times(mosquitto: Mosquitto, site: str,
-                                                                         tmp_path: Path) -> None:
-    store_url = f"sqlite:///{tmp_path / 'vitals.db'}"
+@pytest.mark.parametrize("backend", ["sqlite", "influxdb"])
+def test_replay_of_a_stored_session_publishes_its_readings_at_their_times(request: pytest.FixtureRequest,
+                                                                         mosquitto: Mosquitto, site: str,
+                                                                         tmp_path: Path, backend: str) -> None:
+    site = f"{site[:50]}-{backend}"  # the site fixture is cut before the parameter: keep the runs apart
+    if backend == "sqlite":
+        store_url = f"sqlite:///{tmp_path / 'vitals.db'}"
+    else:
+        store_url = request.getfixturevalue("influxd").store_url(site.replace("-", "_")[:60])
     t0 = 1_767_600_000_000
     rows = [Reading(site=site, chair="03", ts_ms=t0 + i * 1000, seq=i, hr=70.0 + i % 5, spo2=97.0, rr=14.0)
             for i in range(120)]
