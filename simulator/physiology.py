@@ -113,7 +113,8 @@ def plan_episodes(rng: Random, events: list[dict[str, Any]], session_len_s: floa
             target = draw(rng, spec)
             lo, hi = spec if isinstance(spec, list) else (target, target)
             out.append(Episode(kind, round(start), round(start) + duration,
-                               {"target": target, "lo": float(lo), "hi": float(hi), "ramp_s": float(ev["ramp_s"])}))
+                               {"target": target, "lo": float(lo), "hi": float(hi), "ramp_s": float(ev["ramp_s"]),
+                                "edge": float(ev["edge"])}))
         elif kind == "hypertensive":
             out.append(Episode(kind, 0.0, session_len_s, {"sys_peak": draw(rng, ev["sys_peak"]),
                                                          "dia_peak": draw(rng, ev["dia_peak"])}))
@@ -179,17 +180,18 @@ class SessionModel:
         hr = pt.hr + pt.hr_rise * f + self.hr_drift.x + self.hr_noise.x
         spo2 = pt.spo2 + float(r["spo2_change"]) * f + self.spo2_drift.x + self.spo2_noise.x
         rr = pt.rr + float(r["rr_change"]) * f + self.rr_drift.x + self.rr_noise.x
-        hr, spo2, rr = min(max(hr, 52.0), 115.0), min(max(spo2, 92.0), 100.0), min(max(rr, 9.0), 24.0)
+        bounds = self.p["bounds"]
+        hr, spo2, rr = _clip(hr, bounds["hr"]), _clip(spo2, bounds["spo2"]), _clip(rr, bounds["rr"])
         out: dict[str, float | None] = {"hr": float(round(hr)), "spo2": float(round(spo2)), "rr": float(round(rr))}
         for ep in self.episodes:
             if not ep.start_s - ep.values.get("ramp_s", 0.0) <= t_s < ep.end_s + ep.values.get("ramp_s", 0.0):
                 continue
             if ep.kind == "desaturation":
-                out["spo2"] = _episode_value(ep, t_s, out["spo2"], 89.0, self.spo2_noise.x, low=True)
+                out["spo2"] = _episode_value(ep, t_s, out["spo2"], self.spo2_noise.x, low=True)
             elif ep.kind == "bradycardia":
-                out["hr"] = _episode_value(ep, t_s, out["hr"], 50.0, self.hr_noise.x, low=True)
+                out["hr"] = _episode_value(ep, t_s, out["hr"], self.hr_noise.x, low=True)
             elif ep.kind == "tachycardia":
-                out["hr"] = _episode_value(ep, t_s, out["hr"], 120.0, self.hr_noise.x, low=False)
+                out["hr"] = _episode_value(ep, t_s, out["hr"], self.hr_noise.x, low=False)
             elif ep.kind == "motion":
                 if t_s < ep.values["spo2_end"]:
                     out["spo2"] = ep.values["spo2"]
@@ -207,22 +209,27 @@ class SessionModel:
                 return float(sys), float(dia), float(round(dia + (sys - dia) / 3.0))
         self._advance(t_s)
         pt, f = self.patient, self._response(t_s)
-        err = self.rng.gauss(0.0, float(self.p["noise"]["cuff_error_sd"]))
+        noise = self.p["noise"]
+        err = self.rng.gauss(0.0, float(noise["cuff_error_sd"]))
         sys = pt.sys + pt.sys_rise * f + self.bp_drift.x + err
-        dia = pt.dia + pt.dia_rise * f + 0.6 * (self.bp_drift.x + err)
-        sys, dia = round(sys), round(min(dia, sys - 15.0))
+        dia = pt.dia + pt.dia_rise * f + float(noise["dia_drift_ratio"]) * (self.bp_drift.x + err)
+        sys, dia = round(sys), round(min(dia, sys - float(self.p["baseline"]["min_pulse_pressure"])))
         return float(sys), float(dia), float(round(dia + (sys - dia) / 3.0))
 
     def cuff_times(self, session_len_s: float) -> list[float]:
         """Return the session seconds at which the cuff measures (start, every interval, manual readings)."""
         step = float(self.p["timing"]["cuff_interval_min"]) * 60.0
-        times = set()
-        t = 0.0
-        while t < session_len_s and step > 0:
+        times = {0.0} if session_len_s > 0 else set()
+        t = step
+        while t < session_len_s and step > 0:  # 0: only the reading at session start
             times.add(float(round(t)))
             t += step
         times.update(float(ep.start_s) for ep in self.episodes if ep.kind == "manual_cuff")
         return sorted(times)
+
+
+def _clip(value: float, bounds: list[float]) -> float:
+    return min(max(value, float(bounds[0])), float(bounds[1]))
 
 
 def _with_rise(pt: Patient, sys_rise: float, dia_rise: float) -> Patient:
@@ -230,17 +237,19 @@ def _with_rise(pt: Patient, sys_rise: float, dia_rise: float) -> Patient:
                    max(0.0, dia_rise), pt.hr_rise, pt.strong)
 
 
-def _episode_value(ep: Episode, t_s: float, base: float | None, edge: float, noise: float, *, low: bool) -> float | None:
+def _episode_value(ep: Episode, t_s: float, base: float | None, noise: float, *, low: bool) -> float | None:
     """Return a vital during an episode: ramp to the edge of the alarm limit, hold the target span, ramp back.
 
     Inside [start, end) the value stays within the episode's drawn range [lo, hi]; on the ramps it stays on the
-    normal side of ``edge`` (SpO2 >= 89, brady HR >= 50, tachy HR <= 120), so the episode's span is exact.
+    normal side of the event's ``edge`` (defaults: SpO2 >= 89, brady HR >= 50, tachy HR <= 120), so the
+    episode's span is exact.
     """
     if base is None:
         return None
     v = ep.values
     if ep.start_s <= t_s < ep.end_s:
         return float(min(max(round(v["target"] + noise), v["lo"]), v["hi"]))
+    edge = v["edge"]
     ramp = max(v["ramp_s"], 1.0)
     frac = (ep.start_s - t_s) / ramp if t_s < ep.start_s else (t_s - ep.end_s + 1.0) / ramp
     value = edge + (base - edge) * min(max(frac, 0.0), 1.0)

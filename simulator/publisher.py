@@ -9,6 +9,7 @@ last will, so if a gateway crashes the ingest sees the chairs through ``no_data`
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -31,6 +32,8 @@ MAX_OUTSTANDING = 20000
 CONNECT_TIMEOUT_S = 15.0
 # Falling this far behind the requested pace is worth a warning (the simulated clock is then late).
 LAG_WARN_S = 5.0
+# Numbers the publishers of one process, so two runs in one process never share an MQTT client id.
+_INSTANCES = itertools.count(1)
 
 
 @dataclass(slots=True)
@@ -56,13 +59,20 @@ class Publisher:
     """MQTT connections for a set of chairs (device mode) or one shared connection (gateway mode)."""
 
     def __init__(self, settings: Settings, *, client_prefix: str, devices: Iterable[tuple[str, str]] = (),
-                 mode: str = "gateway") -> None:
+                 mode: str = "gateway", stop: threading.Event | None = None,
+                 connect_timeout_s: float = CONNECT_TIMEOUT_S) -> None:
         self.settings = settings
         self.topics = Topics(settings.topic_prefix)
         self._room = threading.Semaphore(MAX_OUTSTANDING)
+        # The last status published per chair, said again after a reconnect (the last will may have said offline).
+        self._status: dict[str, bytes] = {}
+        self._status_lock = threading.Lock()
+        self._untracked: set[tuple[int, int]] = set()  # (client, mid) of republished statuses: not in _room
+        self._ever_connected: set[int] = set()
         self.clients: dict[tuple[str, str], paho.Client] = {}
         self.gateway: paho.Client | None = None
         devices = list(devices)
+        client_prefix = f"{client_prefix}-{next(_INSTANCES)}"
         if mode == "device":
             for site, chair in devices:
                 will = (self.topics.status(site, chair), OFFLINE, 1, True)
@@ -70,11 +80,13 @@ class Publisher:
         else:
             self.gateway = self._open(f"{client_prefix}-gw", None)
         self.devices = devices
+        deadline = time.monotonic() + connect_timeout_s
         for client in self.all_clients():
-            if not wait_connected(client, CONNECT_TIMEOUT_S):
-                self.close(drain_s=0)
-                raise ConnectionError(f"could not connect to the MQTT broker at {redact(settings.mqtt_url)} "
-                                      f"within {CONNECT_TIMEOUT_S:.0f} s")
+            while not wait_connected(client, min(0.2, max(0.0, deadline - time.monotonic()))):
+                if time.monotonic() >= deadline or (stop is not None and stop.is_set()):
+                    self.close(drain_s=0)
+                    raise ConnectionError(f"could not connect to the MQTT broker at {redact(settings.mqtt_url)} "
+                                          f"within {connect_timeout_s:.0f} s")
 
     def _open(self, client_id: str, will: tuple[str, bytes, int, bool] | None) -> paho.Client:
         s = self.settings
@@ -83,11 +95,28 @@ class Publisher:
         client.max_inflight_messages_set(200)
         client.max_queued_messages_set(0)
         client.on_publish = self._on_publish
+        client.on_connect = self._on_connect
         connect(client, target)
         client.loop_start()
         return client
 
+    def _on_connect(self, client, userdata, flags, reason_code, properties=None) -> None:  # type: ignore[no-untyped-def]
+        """After a reconnect, publish each chair's current status again, as a device does after connecting."""
+        if reason_code.is_failure:
+            return
+        if id(client) in self._ever_connected:
+            with self._status_lock:
+                mine = [(t, p) for t, p in self._status.items() if self._client_for(t) is client]
+            for topic, payload in mine:
+                info = client.publish(topic, payload, qos=1, retain=True)
+                self._untracked.add((id(client), info.mid))  # its PUBACK cannot arrive before this callback ends
+            log.info("reconnected to the broker: published the status of %d chair(s) again", len(mine))
+        self._ever_connected.add(id(client))
+
     def _on_publish(self, client, userdata, mid, reason_code=None, properties=None) -> None:  # type: ignore[no-untyped-def]
+        if (id(client), mid) in self._untracked:
+            self._untracked.discard((id(client), mid))
+            return
         self._room.release()
 
     def all_clients(self) -> list[paho.Client]:
@@ -103,11 +132,15 @@ class Publisher:
         except (TopicError, KeyError):
             return next(iter(self.clients.values()))
 
-    def send(self, msg: Message, stop: threading.Event | None = None) -> bool:
-        """Publish one message (waiting while too many are unacknowledged); return False if stopped."""
+    def send(self, msg: Message, stop: threading.Event | None = None, timeout_s: float | None = None) -> bool:
+        """Publish one message (waiting while too many are unacknowledged); return False if stopped or timed out."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while not self._room.acquire(timeout=0.2):
-            if stop is not None and stop.is_set():
+            if (stop is not None and stop.is_set()) or (deadline is not None and time.monotonic() > deadline):
                 return False
+        if msg.topic.endswith("/status"):
+            with self._status_lock:
+                self._status[msg.topic] = msg.payload
         info = self._client_for(msg.topic).publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
         if msg.qos == 0 or info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
             self._room.release()

@@ -11,6 +11,9 @@ import threading
 import time
 from pathlib import Path
 
+import paho.mqtt.client as paho
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
 from simulator.common import add_common_arguments, settings_from
 from simulator.recording import to_line
 from simulator.scenario import parse_duration
@@ -45,7 +48,11 @@ def record(settings: Settings, out_path: str | Path, *, site: str | None = None,
             count += 1
 
     def on_connect(client, userdata, flags, reason_code, properties=None) -> None:  # type: ignore[no-untyped-def]
-        if not reason_code.is_failure:
+        if reason_code.is_failure:
+            return
+        if client.protocol == paho.MQTTv5:  # keep the publisher's retain flag (v3.1.1 marks only stale state)
+            client.subscribe([(f, SubscribeOptions(qos=1, retainAsPublished=True)) for f in filters])
+        else:
             client.subscribe([(f, 1) for f in filters])
 
     def on_subscribe(client, userdata, mid, reason_codes, properties=None) -> None:  # type: ignore[no-untyped-def]

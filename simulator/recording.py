@@ -45,6 +45,42 @@ def read_lines(lines: Iterable[str]) -> Iterator[Message]:
             raise ValueError(f"recording line {number} is not a recorded message: {exc}") from None
 
 
+TIME_KEYS = {"vitals": ("ts",), "session": ("started_at", "ended_at")}
+RETAINED_KINDS = ("session", "status")
+
+
+def _objects(msg: Message) -> list[dict[str, Any]]:
+    """Return the JSON objects of a vitals or session message ([] for anything else or broken JSON)."""
+    if msg.topic.rsplit("/", 1)[-1] not in TIME_KEYS:
+        return []
+    try:
+        doc = json.loads(msg.payload)
+    except ValueError:
+        return []
+    return [obj for obj in (doc if isinstance(doc, list) else [doc]) if isinstance(obj, dict)]
+
+
+def timestamps(msg: Message) -> list[int]:
+    """Return the epoch-ms timestamps a vitals or session message carries (readings' ts, session times)."""
+    out = []
+    for obj in _objects(msg):
+        for key in TIME_KEYS[msg.topic.rsplit("/", 1)[-1]]:
+            value = obj.get(key)
+            if value is None or isinstance(value, bool):
+                continue
+            try:
+                out.append(parse_ts(value))
+            except ValueError:
+                continue
+    return out
+
+
+def as_contract(msg: Message) -> Message:
+    """Return the message retained if its topic is one the contract keeps retained (session, status)."""
+    kind = msg.topic.rsplit("/", 1)[-1]
+    return msg._replace(retain=True) if kind in RETAINED_KINDS and not msg.retain else msg
+
+
 def _shift(obj: Any, key: str, offset_ms: int) -> None:
     value = obj.get(key)
     if value is None or isinstance(value, bool):

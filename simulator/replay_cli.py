@@ -2,12 +2,14 @@
 
 ``replay FILE.jsonl --mqtt-url URL [--speed X] [--restamp] [--site NEW]`` republishes a recording (recording.py);
 ``replay --store-url URL --site S --chair C --from T --to T`` republishes a chair's stored readings at their
-timestamps. ``--restamp`` shifts every timestamp so the first message happens now.
+timestamps. ``--restamp`` shifts every timestamp by one offset so the replay happens now (see ``restamp_offset``). Session and
+status messages are always republished retained, as the contract says, whatever the recording's flag.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
@@ -18,7 +20,7 @@ from collections.abc import Callable
 
 from simulator.common import add_common_arguments, parse_speed, parse_time_ms, settings_from
 from simulator.publisher import Publisher, PublishStats, pace
-from simulator.recording import read_lines, resite, restamp
+from simulator.recording import as_contract, read_lines, resite, restamp, timestamps
 from simulator.stream import Message, dumps
 from vitals.settings import Settings
 from vitals.topics import Topics
@@ -46,25 +48,80 @@ def load_recording(path: str) -> list[Message]:
         return list(read_lines(fh))
 
 
+# Sessions that started this long before --from are still looked for (one that is running at --from is replayed).
+SESSION_LOOKBACK_MS = 24 * 3600 * 1000
+
+
 def stored_messages(store_url: str, topics: Topics, site: str, chair: str, start_ms: int, end_ms: int,
                     to_site: str | None = None) -> list[Message]:
-    """Return a chair's stored readings in [start_ms, end_ms) as vitals messages at their own times."""
+    """Return a chair's stored readings in [start_ms, end_ms) and its sessions then, as messages at their times.
+
+    A session is published ``active`` at its start (or at ``start_ms`` if it began before) and ``ended`` at its
+    end if that falls in the range, retained, as its device published it.
+    """
     from vitals.store import open_store
 
     store = open_store(store_url)
     try:
         readings = store.readings(site, chair, start_ms, end_ms)
+        sessions = store.sessions(site, chair, start_ms - SESSION_LOOKBACK_MS, end_ms)
     finally:
         store.close()
-    topic = topics.vitals(to_site or site, chair)
-    return [Message(r.ts_ms, topic, dumps(r.to_json_obj()), 1, False) for r in readings]
+    out_site = to_site or site
+    topic, session_topic = topics.vitals(out_site, chair), topics.session(out_site, chair)
+    timed: list[tuple[int, int, Message]] = []
+    for session in sessions:
+        if session.ended_at is not None and session.ended_at <= start_ms:
+            continue
+        active = dataclasses.replace(session, site=out_site, state="active", ended_at=None)
+        at = max(session.started_at, start_ms)
+        timed.append((at, 0, Message(at, session_topic, dumps(active.to_json_obj()), 1, True)))
+        if session.ended_at is not None and session.ended_at < end_ms:
+            ended = dataclasses.replace(active, state="ended", ended_at=session.ended_at)
+            timed.append((session.ended_at, 0, Message(session.ended_at, session_topic,
+                                                       dumps(ended.to_json_obj()), 1, True)))
+    timed.extend((r.ts_ms, 1, Message(r.ts_ms, topic, dumps(r.to_json_obj()), 1, False)) for r in readings)
+    timed.sort(key=lambda item: (item[0], item[1]))
+    return [m for _, _, m in timed]
 
 
-def prepare(messages: list[Message], topics: Topics, *, restamp_now_ms: int | None = None,
+def paced(messages: list[Message]) -> list[Message]:
+    """Return messages with non-decreasing times (a recording's receive times need not be monotonic)."""
+    latest = messages[0].sim_ms if messages else 0
+    out = []
+    for m in messages:
+        latest = max(latest, m.sim_ms)
+        out.append(m if m.sim_ms == latest else m._replace(sim_ms=latest))
+    return out
+
+
+def restamp_offset(messages: list[Message], now_ms: int, speed: float) -> int:
+    """Return the shift that makes the replay happen now without a timestamp ever ahead of the clock.
+
+    A message published ``p`` real seconds into the replay carries timestamps at most ``now + p``; the newest one
+    that is binding lands exactly on it. At ``--speed 1`` the recording's first reading becomes now; faster, the
+    last message's readings become the moment it is published, so nothing is refused as being in the future.
+    """
+    if not messages:
+        return 0
+    first = messages[0].sim_ms
+    offset: float | None = None
+    for m in messages:
+        stamps = timestamps(m)
+        if not stamps:
+            continue
+        published = now_ms + ((m.sim_ms - first) / speed if speed > 0 else 0.0)
+        candidate = published - max(stamps)
+        offset = candidate if offset is None else min(offset, candidate)
+    return round(offset) if offset is not None else now_ms - first
+
+
+def prepare(messages: list[Message], topics: Topics, *, restamp_now_ms: int | None = None, speed: float = 1.0,
             site: str | None = None) -> list[Message]:
-    """Return messages restamped (first one at ``restamp_now_ms``) and moved to ``site`` if asked."""
+    """Return messages paced in order, restamped to ``restamp_now_ms`` if asked and moved to ``site`` if asked."""
+    messages = paced(messages)
     if restamp_now_ms is not None and messages:
-        offset = restamp_now_ms - messages[0].sim_ms
+        offset = restamp_offset(messages, restamp_now_ms, speed)
         messages = [restamp(m, offset) for m in messages]
     if site is not None:
         messages = [resite(m, topics, site) for m in messages]
@@ -76,13 +133,8 @@ def replay(settings: Settings, messages: list[Message], *, speed: float, stop: t
     """Publish messages over one connection, paced by their times scaled by ``speed``."""
     publisher = Publisher(settings, client_prefix=f"infusion-replay-{os.getpid()}", mode="gateway")
     try:
-        # A recording's times need not be monotonic (receive order is what matters): pace by the running maximum.
-        latest = 0
-        ordered = []
-        for m in messages:
-            latest = max(latest, m.sim_ms)
-            ordered.append(m._replace(sim_ms=latest))
-        return pace(ordered, lambda m: publisher.send(m, stop), speed=speed, stop=stop, progress=progress)
+        return pace(paced(messages), lambda m: publisher.send(as_contract(m), stop), speed=speed, stop=stop,
+                    progress=progress)
     finally:
         publisher.close()
 
@@ -109,10 +161,12 @@ def run(args: argparse.Namespace) -> int:
                 return 2
             messages = stored_messages(args.store_url, topics, args.site, args.chair, args.from_ms, args.to_ms,
                                        args.to_site)
-            messages = prepare(messages, topics, restamp_now_ms=round(time.time() * 1000) if args.restamp else None)
+            messages = prepare(messages, topics, restamp_now_ms=round(time.time() * 1000) if args.restamp else None,
+                               speed=args.speed)
         elif args.file:
             messages = prepare(load_recording(args.file), topics,
-                               restamp_now_ms=round(time.time() * 1000) if args.restamp else None, site=args.site)
+                               restamp_now_ms=round(time.time() * 1000) if args.restamp else None, speed=args.speed,
+                               site=args.site)
         else:
             log.error("give a recording file, or --store-url with --site, --chair, --from and --to")
             return 2

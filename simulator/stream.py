@@ -40,9 +40,20 @@ def chair_ids(chairs: int) -> list[str]:
     return [f"{i:0{width}d}" for i in range(1, chairs + 1)]
 
 
+def _whole(value: Any) -> Any:
+    """Return whole floats as ints (a device sends ``"hr":78``, not ``78.0``), containers converted inside."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole(v) for v in value]
+    return value
+
+
 def dumps(obj: Any) -> bytes:
-    """Return compact, deterministic JSON bytes."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    """Return compact, deterministic JSON bytes (whole numbers without a decimal point)."""
+    return json.dumps(_whole(obj), separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def session_plan(scenario: Scenario, rng: Random, chair_index: int, chairs: int) -> list[tuple[float, float]]:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 from simulator.scenario import load_scenario
 from simulator.stream import Message, generate
+from tests.servers import Server, free_port, wait_port
 
 START_MS = 1_767_600_000_000  # 2026-01-05T08:00:00Z
 
@@ -53,3 +56,30 @@ def condition_runs(rows: list[dict[str, Any]], vital: str, cond: Any, max_gap_ms
     if first is not None:
         runs.append((first, last))
     return runs
+
+
+class Amqtt(Server):
+    """The pure-Python amqtt broker (MQTT 3.1.1 only), as the demo runs it, on a free loopback port."""
+
+    name = "amqtt"
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        super().__init__(workdir)
+        self.port = port or free_port()
+
+    @property
+    def url(self) -> str:
+        """Return the broker's mqtt:// URL."""
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        conf = self.workdir / "amqtt.yaml"
+        conf.write_text(
+            "listeners:\n  default:\n    type: tcp\n"
+            f"    bind: 127.0.0.1:{self.port}\n"
+            "plugins:\n  amqtt.plugins.authentication.AnonymousAuthPlugin:\n    allow_anonymous: true\n"
+        )
+        return [sys.executable, "-m", "amqtt.scripts.broker_script", "-c", str(conf)]
+
+    def wait_ready(self) -> None:
+        wait_port(self.port, proc=self.proc)

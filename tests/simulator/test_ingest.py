@@ -1,4 +1,4 @@
-"""With a store: a clinic-day slice at --speed 60 through mosquitto into the real ingest; replay of a stored session."""
+"""With a store: simulated streams through mosquitto into the real ingest; replay of a stored session (SQLite, InfluxDB)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from simulator.scenario import load_scenario
 from simulator.stream import generate, readings_of
 from tests.servers import IngestProcess, Mosquitto, MqttCollector
 from vitals.reading import Reading
+from vitals.records import Session
 from vitals.settings import load_settings
 from vitals.store import open_store
 from vitals.topics import Topics
@@ -32,9 +33,9 @@ def test_clinic_day_at_speed_60_lands_every_published_reading_once(mosquitto: Mo
     sc = load_scenario("clinic-day")
     expected = list(generate(sc, site=site, chairs=12, seed=5, start_ms=start_ms, duration_s=600))
     unique = {(topic, obj["ts"]) for topic, obj in readings_of(expected)}
-    assert len(unique) > 5000
+    assert len(unique) == sum(600 - 60 * i for i in range(10))  # chairs start a minute apart: 01 to 10 in time
     store_url = f"sqlite:///{tmp_path / 'vitals.db'}"
-    ingest = IngestProcess(tmp_path / "ingest", mosquitto.url, store_url)
+    ingest = IngestProcess(tmp_path / "ingest", mosquitto.url, store_url, "--no-alarms")
     ingest.start()
     try:
         stats = simulator.run(load_settings(mqtt_url=mosquitto.url), site, 12, sc, speed=60, seed=5,
@@ -60,19 +61,33 @@ def test_clinic_day_at_speed_60_lands_every_published_reading_once(mosquitto: Mo
         ingest.stop()
 
 
-def test_replay_of_a_stored_session_publishes_its_readings_at_their_times(mosquitto: Mosquitto, site: str,
-                                                                         tmp_path: Path) -> None:
-    store_url = f"sqlite:///{tmp_path / 'vitals.db'}"
+@pytest.mark.parametrize("backend", ["sqlite", "influxdb"])
+def test_replay_of_a_stored_session_publishes_its_readings_at_their_times(request: pytest.FixtureRequest,
+                                                                         mosquitto: Mosquitto, site: str,
+                                                                         tmp_path: Path, backend: str) -> None:
+    site = f"{site[:50]}-{backend}"  # the site fixture is cut before the parameter: keep the runs apart
+    if backend == "sqlite":
+        store_url = f"sqlite:///{tmp_path / 'vitals.db'}"
+    else:
+        store_url = request.getfixturevalue("influxd").store_url(site.replace("-", "_")[:60])
     t0 = 1_767_600_000_000
     rows = [Reading(site=site, chair="03", ts_ms=t0 + i * 1000, seq=i, hr=70.0 + i % 5, spo2=97.0, rr=14.0)
             for i in range(120)]
+    session = Session(site=site, chair="03", session_id="S-1", state="ended", started_at=t0 - 60_000,
+                      ended_at=t0 + 50_000, drug="ketamine", dose_mg_per_kg=0.5, duration_min=40, patient_ref="P-1")
     store = open_store(store_url)
     try:
         store.write_readings(rows)
+        store.write_sessions([session])
     finally:
         store.close()
     msgs = stored_messages(store_url, Topics(), site, "03", t0 + 10_000, t0 + 70_000)
-    assert [m.sim_ms for m in msgs] == [r.ts_ms for r in rows[10:70]]
+    assert [m.sim_ms for m in msgs if m.topic.endswith("/vitals")] == [r.ts_ms for r in rows[10:70]]
+    # The session running at --from is published active then, and ended when it ended, both retained.
+    sessions = [(m.sim_ms, json.loads(m.payload), m.retain) for m in msgs if m.topic.endswith("/session")]
+    assert [(at, doc["state"], doc["ended_at"], retain) for at, doc, retain in sessions] == [
+        (t0 + 10_000, "active", None, True), (t0 + 50_000, "ended", "2026-01-05T08:00:50.000Z", True)]
+    assert msgs[0].topic.endswith("/session") and sessions[0][1]["started_at"] == "2026-01-05T07:59:00.000Z"
     collector = MqttCollector(mosquitto.url, f"clinic/{site}-r/chair/+/vitals")
     try:
         proc = subprocess.run(
@@ -89,3 +104,42 @@ def test_replay_of_a_stored_session_publishes_its_readings_at_their_times(mosqui
     finally:
         collector.close()
     assert got == rows[10:70]
+
+
+@pytest.mark.parametrize(("scenario", "minutes"), [("delivery-faults", 6), ("disconnect", 35)])
+def test_faulty_delivery_and_store_and_forward_land_every_reading_exactly_once(mosquitto: Mosquitto, site: str,
+                                                                              tmp_path: Path, scenario: str,
+                                                                              minutes: int) -> None:
+    # As fast as possible, all in the past (late copies included), so the ingest refuses nothing as future.
+    start_ms = (round(time.time()) - (minutes + 5) * 60) * 1000
+    sc = load_scenario(scenario)
+    expected = list(generate(sc, site=site, chairs=2, seed=8, start_ms=start_ms, duration_s=minutes * 60))
+    unique = {(topic, obj["ts"]): obj for topic, obj in readings_of(expected)}
+    copies = sum(1 for _ in readings_of(expected))
+    if scenario == "delivery-faults":
+        assert copies > len(unique) * 1.015  # duplicates really were published (5 % expected)
+    else:
+        assert any(m.payload[:1] == b"[" for m in expected)  # the gap's readings came as arrays
+    store_url = f"sqlite:///{tmp_path / 'vitals.db'}"
+    ingest = IngestProcess(tmp_path / "ingest", mosquitto.url, store_url, "--no-alarms")
+    ingest.start()
+    try:
+        stats = simulator.run(load_settings(mqtt_url=mosquitto.url), site, 2, sc, speed=0, seed=8,
+                              start_ms=start_ms, duration_s=minutes * 60)
+        assert stats.readings == copies
+        store = open_store(store_url)
+        try:
+            deadline = time.monotonic() + 30
+            while store.count_readings(site=site) < len(unique) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            time.sleep(0.5)
+            assert store.count_readings(site=site) == len(unique)
+            for chair in ("01", "02"):
+                stored = store.readings(site, chair, start_ms, start_ms + (minutes + 2) * 60_000)
+                want = sorted((obj for (topic, _), obj in unique.items() if topic.endswith(f"/{chair}/vitals")),
+                              key=lambda obj: obj["ts"])
+                assert [(r.ts_ms, r.seq) for r in stored] == [(obj["ts"], obj["seq"]) for obj in want]
+        finally:
+            store.close()
+    finally:
+        ingest.stop()

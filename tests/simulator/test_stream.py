@@ -263,3 +263,18 @@ def test_command_line_values_parse() -> None:
     assert abs(parse_time_ms("now-2h") / 1000 - (time.time() - 7200)) < 2
     with pytest.raises(argparse.ArgumentTypeError):
         parse_time_ms("yesterday")
+
+
+@pytest.mark.parametrize("name", builtin_names())
+def test_every_scenario_publishes_only_what_the_contract_accepts(name: str) -> None:
+    for seed in (1, 2, 3):
+        msgs = stream(name, chairs=3, seed=seed, duration_s=95 * 60)
+        for msg in msgs:
+            _, site, _, chair, kind = msg.topic.split("/")
+            if kind == "vitals":
+                checked = validate_payload(site, chair, msg.payload, now_ms=msg.sim_ms)
+                assert checked.readings and not checked.refusals, (name, seed, msg, checked.refusals)
+            elif kind == "session":
+                Session.from_payload(site, chair, msg.payload)
+            else:
+                assert msg.payload in (b"online", b"offline")
