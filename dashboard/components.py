@@ -1,0 +1,129 @@
+"""Shared pieces of the pages: chair tiles, banners, alarm badges, tables."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from dash import dcc, html
+
+from dashboard.figures import sparkline_svg, svg_data_uri
+from dashboard.state import TileView
+
+PRIORITY_LABEL = {"high": "HIGH", "medium": "MED", "low": "LOW"}
+
+
+def chair_href(site: str, chair: str) -> str:
+    """Return the chair view's path."""
+    return f"/chair/{site}/{chair}"
+
+
+def clock_text(ts_ms: int) -> str:
+    """Return a local wall-clock time for display."""
+    return datetime.fromtimestamp(ts_ms / 1000).strftime("%H:%M:%S")
+
+
+def numeric(n, big: bool = True) -> html.Div:  # type: ignore[no-untyped-def]
+    """Return one vital's number block; a stale value is greyed and carries its age."""
+    return html.Div(
+        [
+            html.Div([html.Span(n.label, className="num-label"), html.Span(n.unit, className="num-unit")],
+                     className="num-head"),
+            html.Div(n.text, className="num-value"),
+            html.Div(n.age if n.stale and n.age != "never" else "", className="num-age"),
+        ],
+        className=f"num num-{n.vital}{' stale' if n.stale else ''}{' big' if big else ''}",
+    )
+
+
+def status_badge(view: TileView) -> html.Span:
+    """Return the badge saying LIVE, NO DATA (with age) or OFFLINE (with age)."""
+    if view.mode == "offline":
+        return html.Span(["OFFLINE", html.Small(f" · last {view.age}")], className="badge badge-offline")
+    if view.mode == "nodata":
+        return html.Span(["NO DATA", html.Small(f" · last {view.age}")], className="badge badge-nodata")
+    return html.Span("LIVE", className="badge badge-live")
+
+
+def alarm_bar(view: TileView) -> html.Div:
+    """Return the tile's alarm line in its priority colour (or an empty line)."""
+    if view.alarms_error:
+        return html.Div("ALARM STATE UNREADABLE: check the ingest", className="tile-alarm alarm-error")
+    if not view.alarm_priority:
+        return html.Div("no alarms", className="tile-alarm tile-alarm-none")
+    extra = []
+    if view.alarm_acknowledged:
+        extra.append(html.Span("ACK", className="alarm-tag"))
+    if view.audio_paused:
+        extra.append(html.Span("AUDIO PAUSED", className="alarm-tag"))
+    if view.alarm_more:
+        extra.append(html.Span(f"+{view.alarm_more}", className="alarm-tag"))
+    return html.Div(
+        [html.Span(PRIORITY_LABEL[view.alarm_priority], className="alarm-prio"),
+         html.Span(view.alarm_text, className="alarm-text"), *extra],
+        className=f"tile-alarm alarm-{view.alarm_priority}{' acked' if view.alarm_acknowledged else ''}",
+    )
+
+
+def tile(view: TileView, now_ms: int) -> dcc.Link:
+    """Return one chair's overview tile."""
+    classes = ["tile", f"mode-{view.mode}"]
+    if view.alarm_priority and not view.alarms_error:
+        classes.append(f"tile-{view.alarm_priority}")
+        if view.alarm_acknowledged:
+            classes.append("tile-acked")
+    if view.alarms_error:
+        classes.append("tile-high")
+    stale = view.mode != "live"
+    spark = svg_data_uri(sparkline_svg(view.hr_points, view.spo2_points, now_ms, stale=stale))
+    session_bits = [html.Span(view.session_text, className="session-text")]
+    if view.elapsed:
+        session_bits.append(html.Span(view.elapsed, className="session-elapsed"))
+    body = html.Div(
+        [
+            html.Div([html.Span(view.chair, className="tile-chair"), status_badge(view)], className="tile-head"),
+            alarm_bar(view),
+            html.Div([numeric(n) for n in view.numerics], className="tile-nums"),
+            html.Div(
+                [html.Span("NIBP", className="num-label"), html.Span(view.cuff_text, className="cuff-value"),
+                 html.Span(view.cuff_age + (" · overdue" if view.cuff_overdue else ""),
+                           className=f"cuff-age{' overdue' if view.cuff_overdue else ''}")],
+                className="tile-cuff",
+            ),
+            html.Div(session_bits, className=f"tile-session session-{view.session_state}"),
+            html.Img(src=spark, className="spark", alt="last 15 minutes of HR and SpO2"),
+        ],
+        className=" ".join(classes),
+        id=f"tile-{view.site}--{view.chair}",
+        **{"data-chair": view.chair, "data-site": view.site, "data-mode": view.mode,
+           "data-alarm": view.alarm_priority or "none"},
+    )
+    return dcc.Link(body, href=chair_href(view.site, view.chair), className="tile-link")
+
+
+def density(count: int) -> str:
+    """Return the grid density class for a number of tiles (fewer tiles, bigger numbers)."""
+    if count <= 8:
+        return "density-l"
+    if count <= 24:
+        return "density-m"
+    return "density-s"
+
+
+def banner(text: str, kind: str, ident: str | None = None) -> html.Div:
+    """Return a full-width banner (kind: info, warn, danger)."""
+    props = {"id": ident} if ident else {}
+    return html.Div(text, className=f"banner banner-{kind}", role="status", **props)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]], ident: str | None = None,
+          empty: str = "none") -> html.Table | html.P:
+    """Return a simple HTML table (or a note when there are no rows)."""
+    if not rows:
+        return html.P(empty, className="muted")
+    props = {"id": ident} if ident else {}
+    return html.Table(
+        [html.Thead(html.Tr([html.Th(h) for h in headers])),
+         html.Tbody([html.Tr([html.Td(c) for c in row]) for row in rows])],
+        className="data-table", **props,
+    )
