@@ -114,13 +114,14 @@ def trend_figure(series: Series, limits: dict[str, dict[str, float]], events: Se
         lim = limits.get(limit_vital, {})
         for name, value in lim.items():
             colour = PRIORITY_COLOURS["high" if name.endswith("_high") else "medium"]
-            fig.add_hline(y=value, line={"color": colour, "width": 1, "dash": "dash"}, row=row, col=1,
+            fig.add_hline(y=value, line={"color": colour, "width": 1, "dash": "dash"}, row=row, col=1, exclude_empty_subplots=False,
                           annotation_text=f"{value:g}", annotation_position="right",
                           annotation_font={"color": colour, "size": 11})
         if limit_vital == "sys":
             for name, value in limits.get("dia", {}).items():
                 colour = PRIORITY_COLOURS["high" if name.endswith("_high") else "medium"]
-                fig.add_hline(y=value, line={"color": colour, "width": 1, "dash": "dot"}, row=row, col=1)
+                fig.add_hline(y=value, line={"color": colour, "width": 1, "dash": "dot"}, row=row, col=1,
+                              exclude_empty_subplots=False)
     rows = {vital: row for row, (_, vitals, _) in enumerate(PANELS, start=1) for vital in vitals}
     by_row: dict[int, list[AlarmEvent]] = {}
     for event in events:
@@ -137,9 +138,10 @@ def trend_figure(series: Series, limits: dict[str, dict[str, float]], events: Se
             hovertemplate="%{text}<extra></extra>",
         ), row=row, col=1)
     for session in sessions:
-        fig.add_vline(x=_dt(session.started_at), line={"color": "#9e9e9e", "width": 1, "dash": "dot"})
-        if session.ended_at:
-            fig.add_vline(x=_dt(session.ended_at), line={"color": "#9e9e9e", "width": 1, "dash": "dot"})
+        for ts in (session.started_at, session.ended_at):
+            if ts is not None:
+                fig.add_vline(x=_dt(ts), line={"color": "#9e9e9e", "width": 1, "dash": "dot"}, row="all", col=1,
+                              exclude_empty_subplots=False)
     fig.update_layout(
         template="plotly_dark", paper_bgcolor="#111418", plot_bgcolor="#111418", height=900,
         margin={"l": 50, "r": 50, "t": 30, "b": 30}, font={"size": 14}, hovermode="x unified", uirevision="trend",

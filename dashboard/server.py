@@ -7,7 +7,7 @@ import threading
 from dataclasses import dataclass
 
 from dash import Dash
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from dashboard.app import create_app
 from dashboard.services import DashboardConfig, Services
@@ -20,6 +20,15 @@ def build_server(config: DashboardConfig) -> tuple[Services, Dash]:
     config.check()
     services = Services(config)
     return services, create_app(services)
+
+
+class QuietHandler(WSGIRequestHandler):
+    """Log only failed requests (a station polls every second; logging each poll drowns the log)."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """Log a request only when it failed."""
+        if str(code).startswith(("4", "5")) and str(code) not in ("401", "304"):
+            super().log_request(code, size)
 
 
 @dataclass
@@ -49,7 +58,7 @@ def serve(config: DashboardConfig) -> RunningDashboard:
     """Start the dashboard (MQTT feed, history, HTTP on a thread) and return a handle to stop it."""
     services, app = build_server(config)
     services.start()
-    http = make_server(config.host, config.port, app.server, threaded=True)
+    http = make_server(config.host, config.port, app.server, threaded=True, request_handler=QuietHandler)
     thread = threading.Thread(target=http.serve_forever, name="dashboard-http", daemon=True)
     thread.start()
     running = RunningDashboard(services, app, http, thread)

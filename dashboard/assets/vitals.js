@@ -52,8 +52,8 @@
           lastBurst = Date.now();
           burst();
         }
-        if (!enabled) { return n > 0 ? "\u{1F515} " + n + " high alarm(s), sound off" : ""; }
-        return n > 0 ? "\u{1F50A} " + n + " sounding" : "";
+        if (!enabled) { return n > 0 ? n + " high alarm(s), sound off" : ""; }
+        return n > 0 ? n + " high alarm(s) sounding" : "";
       }
     }
   });
