@@ -114,8 +114,8 @@ def trend_figure(series: Series, limits: dict[str, dict[str, float]], events: Se
         lim = limits.get(limit_vital, {})
         for name, value in lim.items():
             colour = PRIORITY_COLOURS["high" if name.endswith("_high") else "medium"]
-            fig.add_hline(y=value, line={"color": colour, "width": 1, "dash": "dash"}, row=row, col=1, exclude_empty_subplots=False,
-                          annotation_text=f"{value:g}", annotation_position="right",
+            fig.add_hline(y=value, line={"color": colour, "width": 1, "dash": "dash"}, row=row, col=1,
+                          exclude_empty_subplots=False, annotation_text=f"{value:g}", annotation_position="right",
                           annotation_font={"color": colour, "size": 11})
         if limit_vital == "sys":
             for name, value in limits.get("dia", {}).items():
