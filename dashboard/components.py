@@ -32,16 +32,18 @@ def numeric(n, big: bool = True) -> html.Div:  # type: ignore[no-untyped-def]
             html.Div(n.text, className="num-value"),
             html.Div(n.age if n.stale and n.age != "never" else "", className="num-age"),
         ],
-        className=f"num num-{n.vital}{' stale' if n.stale else ''}{' big' if big else ''}",
+        className=f"num num-{n.vital}{' stale' if n.stale else ''}{' missing' if n.text == '--' else ''}"
+                  f"{' big' if big else ''}",
     )
 
 
 def status_badge(view: TileView) -> html.Span:
     """Return the badge saying LIVE, NO DATA (with age) or OFFLINE (with age)."""
+    since = " · no readings yet" if view.age == "never" else f" · last {view.age}"
     if view.mode == "offline":
-        return html.Span(["OFFLINE", html.Small(f" · last {view.age}")], className="badge badge-offline")
+        return html.Span(["OFFLINE", html.Small(since)], className="badge badge-offline")
     if view.mode == "nodata":
-        return html.Span(["NO DATA", html.Small(f" · last {view.age}")], className="badge badge-nodata")
+        return html.Span(["NO DATA", html.Small(since)], className="badge badge-nodata")
     return html.Span("LIVE", className="badge badge-live")
 
 

@@ -87,6 +87,22 @@ def _dt(ts_ms: int) -> datetime:
     return datetime.fromtimestamp(ts_ms / 1000)
 
 
+def panel_range(series: Series, vitals: Sequence[str], limits: dict[str, dict[str, float]],
+                limit_vital: str) -> list[float]:
+    """Return a panel's y range covering its data and its alarm limits, so limits show even without data."""
+    values: list[float] = []
+    for vital in vitals:
+        for source in (series.mean, series.low, series.high):
+            values += [v for v in source.get(vital, []) if v is not None]
+    for vital in (limit_vital, "dia") if limit_vital == "sys" else (limit_vital,):
+        values += list(limits.get(vital, {}).values())
+    if not values:
+        return [0.0, 1.0]
+    lo, hi = min(values), max(values)
+    pad = max((hi - lo) * 0.08, 2.0)
+    return [lo - pad, hi + pad]
+
+
 def trend_figure(series: Series, limits: dict[str, dict[str, float]], events: Sequence[AlarmEvent] = (),
                  sessions: Sequence[Session] = (), start_ms: int | None = None, end_ms: int | None = None) -> go.Figure:
     """Return the chair view's trend figure: one panel per vital, limits dashed, alarm events marked."""
@@ -146,6 +162,9 @@ def trend_figure(series: Series, limits: dict[str, dict[str, float]], events: Se
         template="plotly_dark", paper_bgcolor="#111418", plot_bgcolor="#111418", height=900,
         margin={"l": 50, "r": 50, "t": 30, "b": 30}, font={"size": 14}, hovermode="x unified", uirevision="trend",
     )
+    for row, (_title, vitals, limit_vital) in enumerate(PANELS, start=1):
+        fig.update_yaxes(range=panel_range(series, vitals, limits, limit_vital), row=row, col=1)
+    fig.update_xaxes(type="date")
     if start_ms is not None and end_ms is not None:
         fig.update_xaxes(range=[_dt(start_ms), _dt(end_ms)])
     fig.update_xaxes(showgrid=True, gridcolor="#2a2f36")

@@ -9,7 +9,6 @@ from dash import ClientsideFunction, Dash, Input, Output, State, dcc, html
 from dashboard.components import banner, clock_text
 from dashboard.live import now_ms
 from dashboard.services import Services
-from dashboard.state import format_age
 
 
 def shell(services: Services) -> html.Div:
@@ -64,12 +63,12 @@ def link_banners(services: Services, at: int) -> list[html.Div]:
     out = []
     links = services.state.links()
     if services.feed is not None and not links.broker_connected:
-        since = format_age(at - links.broker_down_since) if links.broker_down_since else ""
-        out.append(banner(f"NO CONNECTION TO THE BROKER (since {since}): values and alarms on this screen are "
+        since = clock_text(links.broker_down_since) if links.broker_down_since else "start"
+        out.append(banner(f"NO CONNECTION TO THE BROKER since {since}: values and alarms on this screen are "
                           "NOT live. Check the network and the broker.", "danger", "broker-banner"))
     if not links.store_available:
-        since = format_age(at - links.store_down_since) if links.store_down_since else ""
-        out.append(banner(f"History unavailable (store not answering, {since}): live values continue; trends, "
+        since = clock_text(links.store_down_since) if links.store_down_since else "start"
+        out.append(banner(f"History unavailable (store not answering since {since}): live values continue; trends, "
                           "sparkline history and alarm history are not shown.", "warn", "store-banner"))
     for site, chair, error in services.state.alarm_errors(services.config.site):
         out.append(banner(f"Chair {chair} ({site}): {error}", "danger"))

@@ -264,11 +264,11 @@ def tile_view(state: ChairState, now_ms: int, *, no_data_ms: int = NO_DATA_MS, c
         parts = [session.drug or "infusion"]
         if session.dose_mg_per_kg is not None:
             parts.append(f"{session.dose_mg_per_kg:g} mg/kg")
-        if session.duration_min is not None:
-            parts.append(f"over {session.duration_min:g} min")
         session_text = " · ".join(parts)
         if session.state == "active":
             elapsed = format_elapsed(now_ms - session.started_at)
+            if session.duration_min is not None:
+                elapsed += f" of {session.duration_min:g} min"
         else:
             end = session.ended_at or session.started_at
             elapsed = f"ended {format_age(now_ms - end)}"
