@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from dash import dcc, html
@@ -11,6 +11,25 @@ from dashboard.figures import sparkline_svg, svg_data_uri
 from dashboard.state import TileView
 
 PRIORITY_LABEL = {"high": "HIGH", "medium": "MED", "low": "LOW"}
+# Sparklines are redrawn once per bucket (5 s), not every second: the numbers carry the current value, and an
+# unchanged image source costs the browser nothing. (site, chair) -> ((bucket, stale), data URI).
+SPARK_REDRAW_MS = 5_000
+_spark_cache: dict[tuple[str, str], tuple[tuple[int, bool], str]] = {}
+
+
+def spark_src(view: TileView, now_ms: int, points: Callable[[], tuple[Sequence, Sequence]] | None = None) -> str:
+    """Return the tile's sparkline image source, redrawn at most once per SPARK_REDRAW_MS."""
+    stale = view.mode != "live"
+    key = (now_ms // SPARK_REDRAW_MS, stale)
+    cached = _spark_cache.get((view.site, view.chair))
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    hr, spo2 = points() if points is not None else (view.hr_points, view.spo2_points)
+    uri = svg_data_uri(sparkline_svg(hr, spo2, now_ms, stale=stale))
+    if len(_spark_cache) > 10_000:
+        _spark_cache.clear()
+    _spark_cache[(view.site, view.chair)] = (key, uri)
+    return uri
 
 
 def chair_href(site: str, chair: str) -> str:
@@ -67,8 +86,8 @@ def alarm_bar(view: TileView) -> html.Div:
     )
 
 
-def tile(view: TileView, now_ms: int) -> dcc.Link:
-    """Return one chair's overview tile."""
+def tile(view: TileView, now_ms: int, points: Callable[[], tuple[Sequence, Sequence]] | None = None) -> dcc.Link:
+    """Return one chair's overview tile (``points`` fetches sparkline points when the image is redrawn)."""
     classes = ["tile", f"mode-{view.mode}"]
     if view.alarm_priority and not view.alarms_error:
         classes.append(f"tile-{view.alarm_priority}")
@@ -76,8 +95,7 @@ def tile(view: TileView, now_ms: int) -> dcc.Link:
             classes.append("tile-acked")
     if view.alarms_error:
         classes.append("tile-high")
-    stale = view.mode != "live"
-    spark = svg_data_uri(sparkline_svg(view.hr_points, view.spo2_points, now_ms, stale=stale))
+    spark = spark_src(view, now_ms, points)
     session_bits = [html.Span(view.session_text, className="session-text")]
     if view.elapsed:
         session_bits.append(html.Span(view.elapsed, className="session-elapsed"))

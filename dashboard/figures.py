@@ -6,7 +6,6 @@ the chair view's trends are Plotly figures.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -42,7 +41,7 @@ def _polyline_paths(points: Sequence[tuple[int, float]], start_ms: int, window_m
         if last_t is not None and t - last_t > SPARK_GAP_MS and current:
             paths.append(" ".join(current))
             current = []
-        current.append(f"{'M' if not current else 'L'}{x:.1f},{y:.1f}")
+        current.append(f"{'M' if not current else ''}{x:.0f},{y:.0f}")
         last_t = t
     if current:
         paths.append(" ".join(current))
@@ -79,8 +78,9 @@ def sparkline_svg(hr: Sequence[tuple[int, float]], spo2: Sequence[tuple[int, flo
 
 
 def svg_data_uri(svg: str) -> str:
-    """Return an SVG as a data: URI usable as an image source."""
-    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
+    """Return an SVG as a compact data: URI usable as an image source (UTF-8, only unsafe characters escaped)."""
+    text = svg.replace('"', "'").replace("%", "%25").replace("#", "%23").replace("<", "%3C").replace(">", "%3E")
+    return "data:image/svg+xml;utf8," + text
 
 
 def _dt(ts_ms: int) -> datetime:

@@ -188,6 +188,13 @@ class LiveState:
             return [tile_view(s, at, no_data_ms=self.no_data_ms, cuff_interval_ms=self.cuff_interval_ms,
                               audio_pause_ms=self.audio_pause_ms, with_spark=with_spark) for s in states]
 
+    def spark_points(self, site: str, chair: str, now: int | None = None) -> tuple[list, list]:
+        """Return a chair's sparkline (HR, SpO2) points."""
+        at = self.clock() if now is None else now
+        with self._lock:
+            state = self._chairs.get((site, chair))
+            return state.spark.points(at) if state is not None else ([], [])
+
     def tile(self, site: str, chair: str, now: int | None = None) -> TileView | None:
         """Return one chair's tile view, or None when the chair is unknown."""
         at = self.clock() if now is None else now

@@ -21,8 +21,9 @@ def layout(services: Services) -> html.Div:
 def refresh(services: Services, now: int | None = None) -> tuple[list[Any], list[Any]]:
     """Return the tiles and the summary line for one refresh."""
     at = now_ms() if now is None else now
-    views = services.state.tiles(services.config.site, at)
-    tiles = [tile(v, at) for v in views]
+    state = services.state
+    views = state.tiles(services.config.site, at, with_spark=False)
+    tiles = [tile(v, at, lambda v=v: state.spark_points(v.site, v.chair, at)) for v in views]
     if not views:
         tiles = [html.Div("No chairs yet: waiting for the first reading, session or status message.",
                           className="empty", id="overview-empty")]
