@@ -86,7 +86,8 @@ def alarm_bar(view: TileView) -> html.Div:
     )
 
 
-def tile(view: TileView, now_ms: int, points: Callable[[], tuple[Sequence, Sequence]] | None = None) -> dcc.Link:
+def tile(view: TileView, now_ms: int, points: Callable[[], tuple[Sequence, Sequence]] | None = None,
+         show_site: bool = False) -> dcc.Link:
     """Return one chair's overview tile (``points`` fetches sparkline points when the image is redrawn)."""
     classes = ["tile", f"mode-{view.mode}"]
     if view.alarm_priority and not view.alarms_error:
@@ -101,7 +102,8 @@ def tile(view: TileView, now_ms: int, points: Callable[[], tuple[Sequence, Seque
         session_bits.append(html.Span(view.elapsed, className="session-elapsed"))
     body = html.Div(
         [
-            html.Div([html.Span(view.chair, className="tile-chair"), status_badge(view)], className="tile-head"),
+            html.Div([html.Span([view.chair, html.Small(f" {view.site}", className="tile-site") if show_site else None],
+                                className="tile-chair"), status_badge(view)], className="tile-head"),
             alarm_bar(view),
             html.Div([numeric(n) for n in view.numerics], className="tile-nums"),
             html.Div(

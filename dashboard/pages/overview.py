@@ -23,7 +23,8 @@ def refresh(services: Services, now: int | None = None) -> tuple[list[Any], list
     at = now_ms() if now is None else now
     state = services.state
     views = state.tiles(services.config.site, at, with_spark=False)
-    tiles = [tile(v, at, lambda v=v: state.spark_points(v.site, v.chair, at)) for v in views]
+    several_sites = len({v.site for v in views}) > 1
+    tiles = [tile(v, at, lambda v=v: state.spark_points(v.site, v.chair, at), several_sites) for v in views]
     if not views:
         tiles = [html.Div("No chairs yet: waiting for the first reading, session or status message.",
                           className="empty", id="overview-empty")]
