@@ -134,6 +134,12 @@ def test_retained_alarm_shows_in_colour_and_ack_is_published(browser, dashboard,
         medium_style = page.eval_on_selector(f"#tile-{site}--c-04 .tile-alarm", "el => getComputedStyle(el).animationName")
         assert medium_style == "flash-medium"
         assert page.locator("#nav-alarm-count").inner_text() == "2"
+        # Sound is off until the user enables it; then the unacknowledged high alarm sounds.
+        assert "sound off" in page.locator("#sound-indicator").inner_text()
+        page.click("#sound-toggle")
+        page.wait_for_function("() => document.querySelector('#sound-toggle').innerText === 'Sound on'", timeout=5_000)
+        page.wait_for_function("() => document.querySelector('#sound-indicator').innerText.includes('1 high alarm(s) sounding')",
+                               timeout=5_000)
 
         page.click("#nav-alarms")
         row = page.locator(f".alarm-row[data-alarm-id='{high['alarm_id']}']")
@@ -152,6 +158,14 @@ def test_retained_alarm_shows_in_colour_and_ack_is_published(browser, dashboard,
         publisher.publish(TOPICS.alarms(site, "c-02"), json.dumps([acked]), qos=1, retain=True)
         page.wait_for_function("() => document.querySelector('#alarms-list').innerText.includes('acknowledged by nurse.kim')",
                                timeout=10_000)
+        page.click("#nav-overview")
+        page.wait_for_function(
+            "sel => { const el = document.querySelector(sel); return el && getComputedStyle(el).animationName === 'none'; }",
+            arg=f"#tile-{site}--c-02 .tile-alarm", timeout=10_000)  # acknowledged: steady, no longer flashing
+        assert tile(page, site, "c-02").locator(".alarm-tag").first.inner_text() == "ACK"
+        assert "sounding" not in page.locator("#sound-indicator").inner_text()
+        page.click("#nav-alarms")
+        row.wait_for(timeout=10_000)
         row.locator(".btn-pause").click()
         assert collector.wait_for(lambda c: len(c.payloads("/c-02/ack")) >= 2, timeout=10)
         assert json.loads(collector.payloads("/c-02/ack")[1])["action"] == "pause_audio"
