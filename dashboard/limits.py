@@ -88,6 +88,17 @@ def parse_payload(payload: bytes | str) -> dict[str, dict[str, float]]:
     return validate(doc.get("limits") if isinstance(doc, dict) else None)  # type: ignore[arg-type]
 
 
+def rule_id(vital: str, name: str) -> str:
+    """Return the alarm engine's rule id for a limit ('hr', 'low_high' -> 'hr-low-high')."""
+    side, priority = name.split("_")
+    return f"{vital}-{side}-{priority}"
+
+
+def rule_overrides(limits: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Return the limits as alarm-engine rule overrides ({rule id: {"limit": value}})."""
+    return {rule_id(vital, name): {"limit": value} for vital, values in limits.items() for name, value in values.items()}
+
+
 def to_payload(limits: dict[str, dict[str, float]], user: str, ts_ms: int) -> str:
-    """Return the retained limits payload: the limits, who set them and when."""
-    return json.dumps({"limits": limits, "user": user, "ts": ts_ms}, sort_keys=True)
+    """Return the retained limits payload: the limits, the same as rule overrides, who set them and when."""
+    return json.dumps({"limits": limits, "rules": rule_overrides(limits), "user": user, "ts": ts_ms}, sort_keys=True)

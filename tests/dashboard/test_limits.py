@@ -44,6 +44,7 @@ def test_payload_round_trip_and_effective_defaults() -> None:
     merged = limits.effective(parsed)
     assert merged["spo2"] == {"low_high": 88.0, "low_medium": 90} and merged["hr"] == limits.DEFAULT_LIMITS["hr"]
     assert limits.limits_topic(Topics(), "north", "c-01") == "clinic/north/chair/c-01/limits"
+    assert json.loads(payload)["rules"] == {"spo2-low-high": {"limit": 88.0}}  # the alarm engine's rule ids
 
 
 def save_request(site: str, chair: str, values: dict[tuple[str, str], float]) -> dict:
