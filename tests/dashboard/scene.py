@@ -70,3 +70,50 @@ def publish_live(client, site: str, chairs: int, skip: tuple[str, ...] = ()) -> 
         hr = 124 if chair == "c-09" else 70 + i
         spo2 = 83 if chair == "c-02" else 97
         client.publish(TOPICS.vitals(site, chair), json.dumps({"ts": now, "hr": hr, "spo2": spo2, "rr": 12 + i % 5}), qos=0)
+
+
+def seed_store(store_url: str, site: str, chairs: int = 12, minutes: int = 40) -> None:
+    """Write ``minutes`` of 1 Hz history, cuff readings every 10 min, sessions and alarm events to a store."""
+    import math
+
+    from vitals.reading import Reading
+    from vitals.records import AlarmEvent, Session
+    from vitals.store import open_store
+
+    now = now_ms()
+    store = open_store(store_url)
+    try:
+        for i in range(chairs):
+            chair = f"c-{i + 1:02d}"
+            start = now - minutes * 60_000
+            readings = []
+            for k in range(minutes * 60):
+                ts = start + k * 1000
+                t = k / 60
+                hr = 72 + i + 8 * math.sin(t / 6) + (12 if chair == "c-02" and 20 < t < 28 else 0)
+                spo2 = 97 - (12 if chair == "c-02" and t > minutes - 3 else 0) + math.sin(t) * 0.8
+                readings.append(Reading(site, chair, ts, seq=k, hr=round(hr), spo2=round(spo2), rr=14 + round(math.sin(t / 3))))
+            for c in range(0, minutes, 10):
+                ts = start + c * 60_000 + 500
+                sys_ = 124 + 3 * i + (28 if chair == "c-05" and c >= 30 else 0) + c // 5
+                readings.append(Reading(site, chair, ts, sys=sys_, dia=78 + i, map=round((sys_ + 2 * (78 + i)) / 3)))
+            store.write_readings(readings)
+            if i % 4 != 3:
+                store.write_sessions([Session(site, chair, f"S-{chair}", "active", start + 60_000, drug="ketamine",
+                                              dose_mg_per_kg=0.5, duration_min=40, patient_ref=f"P-{chair.upper()}")])
+        raised = now - 150_000
+        alarm_id = f"{site}.c-02.spo2.{raised}"
+        store.write_alarm_events([
+            AlarmEvent(alarm_id, site, "c-02", "spo2", "physiological", "medium", "raised", 88.0, 90.0, raised,
+                       text="SpO2 88 % < 90 %"),
+            AlarmEvent(alarm_id, site, "c-02", "spo2", "physiological", "high", "upgraded", 84.0, 85.0, raised + 40_000,
+                       text="SpO2 84 % < 85 %"),
+            AlarmEvent(f"{site}.c-02.hr.{now - 1_500_000}", site, "c-02", "hr", "physiological", "medium", "raised",
+                       121.0, 120.0, now - 1_500_000, text="HR 121 > 120 /min"),
+            AlarmEvent(f"{site}.c-02.hr.{now - 1_500_000}", site, "c-02", "hr", "physiological", "medium",
+                       "acknowledged", None, None, now - 1_440_000, user="nurse.kim", text="HR 121 > 120 /min"),
+            AlarmEvent(f"{site}.c-02.hr.{now - 1_500_000}", site, "c-02", "hr", "physiological", "medium", "cleared",
+                       112.0, 120.0, now - 1_200_000, text="HR 112"),
+        ])
+    finally:
+        store.close()

@@ -19,7 +19,7 @@ import pytest
 from dashboard.auth import UsersFile
 from dashboard.server import RunningDashboard, serve
 from dashboard.services import DashboardConfig
-from tests.dashboard.scene import TOPICS, alarm, now_ms, publish_live, publish_scene
+from tests.dashboard.scene import TOPICS, alarm, now_ms, publish_live, publish_scene, seed_store
 from tests.servers import Mosquitto, MqttCollector, free_port
 from vitals.mqtt import connect, make_client, wait_connected
 
@@ -49,13 +49,18 @@ def publisher(mosquitto: Mosquitto) -> Iterator:  # type: ignore[type-arg]
     client.loop_stop()
 
 
+def start_dashboard(mosquitto: Mosquitto, site: str, tmp_path: Path, store_url: str) -> RunningDashboard:
+    """Serve a dashboard with one nurse user on a free port."""
+    users = tmp_path / "users.json"
+    UsersFile(users).add("nurse.kim", "nurse", PASSWORD, replace=True)
+    return serve(DashboardConfig(mqtt_url=mosquitto.url, store_url=store_url, port=free_port(), site=site,
+                                 users_file=users))
+
+
 @pytest.fixture
 def dashboard(mosquitto: Mosquitto, site: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RunningDashboard]:
-    users = tmp_path / "users.json"
-    UsersFile(users).add("nurse.kim", "nurse", PASSWORD)
     store_url = getattr(request, "param", None) or f"sqlite:///{tmp_path / 'vitals.db'}"
-    running = serve(DashboardConfig(mqtt_url=mosquitto.url, store_url=store_url, port=free_port(), site=site,
-                                    users_file=users))
+    running = start_dashboard(mosquitto, site, tmp_path, store_url)
     yield running
     running.stop()
 
@@ -188,9 +193,12 @@ def test_live_view_carries_on_while_the_store_is_down(browser, dashboard, publis
     assert "History unavailable" in page.locator("#chair-history-note").inner_text()
 
 
-def test_screenshots(browser, dashboard, publisher, site, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_screenshots(browser, mosquitto, publisher, site, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Take the overview, chair view and alarm panel at 1920x1080 and tablet size (for the docs)."""
     chairs = 12
+    store_url = f"sqlite:///{tmp_path / 'vitals.db'}"
+    seed_store(store_url, site, chairs)  # 40 minutes of history: sparklines and trends have something to show
+    dashboard = start_dashboard(mosquitto, site, tmp_path, store_url)
     publish_scene(publisher, site, chairs, history_s=0)
     stop = threading.Event()
 
@@ -210,7 +218,7 @@ def test_screenshots(browser, dashboard, publisher, site, tmp_path) -> None:  # 
             page.wait_for_selector(f"#tile-{site}--c-12[data-mode='live']", timeout=10_000)
             page.screenshot(path=str(out / f"overview-{name}.png"))
             page.goto(dashboard.url + f"/chair/{site}/c-02")
-            page.wait_for_selector("#chair-trend .main-svg", timeout=20_000)
+            page.wait_for_selector("#chair-trend .scatterlayer .trace", timeout=20_000)
             time.sleep(1.0)
             page.screenshot(path=str(out / f"chair-{name}.png"), full_page=name == "desktop")
             page.goto(dashboard.url + "/alarms")
@@ -220,6 +228,7 @@ def test_screenshots(browser, dashboard, publisher, site, tmp_path) -> None:  # 
     finally:
         stop.set()
         thread.join(5)
+        dashboard.stop()
         for i in range(chairs):
             chair = f"c-{i + 1:02d}"
             for topic in (TOPICS.alarms(site, chair), TOPICS.session(site, chair), TOPICS.status(site, chair)):
