@@ -72,7 +72,7 @@ def publish_live(client, site: str, chairs: int, skip: tuple[str, ...] = ()) -> 
         client.publish(TOPICS.vitals(site, chair), json.dumps({"ts": now, "hr": hr, "spo2": spo2, "rr": 12 + i % 5}), qos=0)
 
 
-def seed_store(store_url: str, site: str, chairs: int = 12, minutes: int = 40) -> None:
+def seed_store(store_url: str, site: str, chairs: int = 12, minutes: int = 40, end_ago_s: int = 0) -> None:
     """Write ``minutes`` of 1 Hz history, cuff readings every 10 min, sessions and alarm events to a store."""
     import math
 
@@ -80,7 +80,7 @@ def seed_store(store_url: str, site: str, chairs: int = 12, minutes: int = 40) -
     from vitals.records import AlarmEvent, Session
     from vitals.store import open_store
 
-    now = now_ms()
+    now = now_ms() - end_ago_s * 1000
     store = open_store(store_url)
     try:
         for i in range(chairs):

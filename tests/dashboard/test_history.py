@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def store_url(tmp_path: Path, site: str) -> str:
     url = f"sqlite:///{tmp_path / 'vitals.db'}"
-    seed_store(url, site, chairs=4, minutes=20)
+    seed_store(url, site, chairs=4, minutes=20, end_ago_s=60)
     return url
 
 
@@ -38,7 +38,7 @@ def test_seed_shows_stored_chairs_as_no_data_with_their_age(services: Services, 
     services.history.seed()
     views = services.state.tiles(site)
     assert [v.chair for v in views] == ["c-01", "c-02", "c-03", "c-04"]
-    assert all(v.mode == "nodata" and v.age.endswith("s ago") for v in views)  # stored values are not live
+    assert all(v.mode == "nodata" and v.age == "1 min ago" for v in views)  # a minute-old stored value is not live
     assert views[0].cuff_text.startswith("1") and "min ago" in views[0].cuff_age
 
 
