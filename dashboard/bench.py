@@ -15,9 +15,9 @@ from dashboard.app import create_app
 from dashboard.services import DashboardConfig, Services
 
 OVERVIEW_CALLBACK = {
-    "output": "..overview-grid.children...overview-summary.children..",
-    "outputs": [{"id": "overview-grid", "property": "children"}, {"id": "overview-summary", "property": "children"}],
-    "inputs": [{"id": "tick", "property": "n_intervals", "value": 1}],
+    "output": "..overview-data.data...overview-summary.children..",
+    "outputs": [{"id": "overview-data", "property": "data"}, {"id": "overview-summary", "property": "children"}],
+    "inputs": [{"id": "tick", "property": "n_intervals", "value": 5}],  # a refresh that carries the sparklines
     "changedPropIds": ["tick.n_intervals"],
     "state": [],
 }

@@ -58,12 +58,8 @@ def numeric(n, big: bool = True) -> html.Div:  # type: ignore[no-untyped-def]
 
 def status_badge(view: TileView) -> html.Span:
     """Return the badge saying LIVE, NO DATA (with age) or OFFLINE (with age)."""
-    since = " · no readings yet" if view.age == "never" else f" · last {view.age}"
-    if view.mode == "offline":
-        return html.Span(["OFFLINE", html.Small(since)], className="badge badge-offline")
-    if view.mode == "nodata":
-        return html.Span(["NO DATA", html.Small(since)], className="badge badge-nodata")
-    return html.Span("LIVE", className="badge badge-live")
+    label, small, cls = badge_text(view)
+    return html.Span([label, html.Small(small)] if small else label, className=cls)
 
 
 def alarm_bar(view: TileView) -> html.Div:
@@ -88,14 +84,7 @@ def alarm_bar(view: TileView) -> html.Div:
 
 def tile(view: TileView, now_ms: int, points: Callable[[], tuple[Sequence, Sequence]] | None = None,
          show_site: bool = False) -> dcc.Link:
-    """Return one chair's overview tile (``points`` fetches sparkline points when the image is redrawn)."""
-    classes = ["tile", f"mode-{view.mode}"]
-    if view.alarm_priority and not view.alarms_error:
-        classes.append(f"tile-{view.alarm_priority}")
-        if view.alarm_acknowledged:
-            classes.append("tile-acked")
-    if view.alarms_error:
-        classes.append("tile-high")
+    """Return one chair's tile as Dash components (the chair view; the overview renders tile_data in the browser)."""
     spark = spark_src(view, now_ms, points)
     session_bits = [html.Span(view.session_text, className="session-text")]
     if view.elapsed:
@@ -115,7 +104,7 @@ def tile(view: TileView, now_ms: int, points: Callable[[], tuple[Sequence, Seque
             html.Div(session_bits, className=f"tile-session session-{view.session_state}"),
             html.Img(src=spark, className="spark", alt="last 15 minutes of HR and SpO2"),
         ],
-        className=" ".join(classes),
+        className=tile_classes(view),
         id=f"tile-{view.site}--{view.chair}",
         **{"data-chair": view.chair, "data-site": view.site, "data-mode": view.mode,
            "data-alarm": view.alarm_priority or "none"},
@@ -149,3 +138,54 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], ident: str |
          html.Tbody([html.Tr([html.Td(c) for c in row]) for row in rows])],
         className="data-table", **props,
     )
+
+
+def tile_classes(view: TileView) -> str:
+    """Return a tile's CSS classes (mode, and the highest alarm's priority)."""
+    classes = ["tile", f"mode-{view.mode}"]
+    if view.alarms_error:
+        classes.append("tile-high")
+    elif view.alarm_priority:
+        classes.append(f"tile-{view.alarm_priority}")
+        if view.alarm_acknowledged:
+            classes.append("tile-acked")
+    return " ".join(classes)
+
+
+def badge_text(view: TileView) -> tuple[str, str, str]:
+    """Return the status badge as (label, small text, class)."""
+    since = " · no readings yet" if view.age == "never" else f" · last {view.age}"
+    if view.mode == "offline":
+        return "OFFLINE", since, "badge badge-offline"
+    if view.mode == "nodata":
+        return "NO DATA", since, "badge badge-nodata"
+    return "LIVE", "", "badge badge-live"
+
+
+def tile_data(view: TileView, show_site: bool = False, spark: str | None = None) -> dict[str, object]:
+    """Return a tile as compact JSON for the browser-side renderer (assets/vitals.js, renderOverview)."""
+    label, small, badge_class = badge_text(view)
+    if view.alarms_error:
+        alarm: dict[str, object] | None = {"cls": "tile-alarm alarm-error", "prio": "",
+                                           "text": "ALARM STATE UNREADABLE: check the ingest", "tags": []}
+    elif view.alarm_priority:
+        tags = (["ACK"] if view.alarm_acknowledged else []) + (["AUDIO PAUSED"] if view.audio_paused else []) + \
+            ([f"+{view.alarm_more}"] if view.alarm_more else [])
+        alarm = {"cls": f"tile-alarm alarm-{view.alarm_priority}{' acked' if view.alarm_acknowledged else ''}",
+                 "prio": PRIORITY_LABEL[view.alarm_priority], "text": view.alarm_text, "tags": tags}
+    else:
+        alarm = None
+    out: dict[str, object] = {
+        "id": f"tile-{view.site}--{view.chair}", "href": chair_href(view.site, view.chair), "site": view.site,
+        "chair": view.chair, "showSite": show_site, "mode": view.mode, "alarmPrio": view.alarm_priority or "none",
+        "cls": tile_classes(view), "badge": [label, small, badge_class], "alarm": alarm,
+        "nums": [[n.vital, n.label, n.unit, n.text, n.age if n.stale and n.age != "never" else "",
+                  f"num num-{n.vital}{' stale' if n.stale else ''}{' missing' if n.text == '--' else ''} big"]
+                 for n in view.numerics],
+        "cuff": [view.cuff_text, view.cuff_age + (" · overdue" if view.cuff_overdue else ""),
+                 f"cuff-age{' overdue' if view.cuff_overdue else ''}"],
+        "session": [view.session_text, view.elapsed, f"tile-session session-{view.session_state}"],
+    }
+    if spark is not None:
+        out["spark"] = spark
+    return out
