@@ -10,7 +10,7 @@ from dash import Dash
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from dashboard.app import create_app
-from dashboard.services import DashboardConfig, Services
+from dashboard.services import DashboardConfig, Services, is_loopback
 
 log = logging.getLogger("dashboard")
 
@@ -63,4 +63,7 @@ def serve(config: DashboardConfig) -> RunningDashboard:
     thread.start()
     running = RunningDashboard(services, app, http, thread)
     log.info("dashboard serving on %s%s", running.url, " (LOGIN DISABLED)" if config.no_login else "")
+    if not is_loopback(config.host) and not (config.secure_cookies or config.trust_proxy):
+        log.warning("serving logins over plain HTTP on %s: put a TLS-terminating proxy in front "
+                    "(--trust-proxy) or serve only on a closed station network (docs/dashboard.md)", config.host)
     return running

@@ -234,3 +234,18 @@ def test_screenshots(browser, mosquitto, publisher, site, tmp_path) -> None:  # 
             for topic in (TOPICS.alarms(site, chair), TOPICS.session(site, chair), TOPICS.status(site, chair)):
                 publisher.publish(topic, "", qos=1, retain=True)
     assert (out / "overview-desktop.png").stat().st_size > 10_000
+
+
+def test_page_says_so_when_the_dashboard_server_stops(browser, mosquitto, publisher, site, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    dashboard = start_dashboard(mosquitto, site, tmp_path, f"sqlite:///{tmp_path / 'vitals.db'}")
+    try:
+        page = sign_in(browser, dashboard)
+        publisher.publish(TOPICS.vitals(site, "c-06"), json.dumps({"ts": now_ms(), "hr": 66}), qos=1)
+        page.wait_for_selector(f"#tile-{site}--c-06[data-mode='live']", timeout=10_000)
+        assert not page.locator("#server-lost-note").is_visible()
+    finally:
+        dashboard.stop()
+    # The last values stay in the DOM, so the page must grey them out and say they are not current.
+    page.wait_for_selector("#server-lost-note", state="visible", timeout=15_000)
+    assert "NOT current" in page.locator("#server-lost-note").inner_text()
+    assert "server-lost" in page.evaluate("() => document.body.className")
