@@ -100,7 +100,9 @@ def register(app: Dash, services: Services, pages: dict[str, Any]) -> None:
         alarms = services.state.active_alarms(services.config.site)
         top = alarms[0][2].priority if alarms else "none"
         return (link_banners(services, at), str(len(alarms)), f"count count-{top}",
-                {"sounding": services.state.sounding_count(services.config.site)}, clock_text(at))
+                {"sounding": services.state.sounding_count(services.config.site),
+                 "brokerLost": services.feed is not None and not services.state.links().broker_connected},
+                clock_text(at))
 
     app.clientside_callback(
         ClientsideFunction(namespace="vitals", function_name="toggleSound"),

@@ -18,6 +18,17 @@
     return audio;
   }
 
+  function maybeBurst() {
+    if (Date.now() - lastBurst > REPEAT_MS) {
+      lastBurst = Date.now();
+      burst();
+    }
+  }
+
+  function soundEnabled() {
+    try { return window.localStorage.getItem("sound-enabled") === "true"; } catch (e) { return false; }
+  }
+
   function burst() {
     var ctx = context();
     if (!ctx) { return; }
@@ -184,12 +195,12 @@
       },
       sound: function (state, enabled) {
         var n = (state && state.sounding) || 0;
-        if (enabled && n > 0 && Date.now() - lastBurst > REPEAT_MS) {
-          lastBurst = Date.now();
-          burst();
-        }
-        if (!enabled) { return n > 0 ? n + " high alarm(s), sound off" : ""; }
-        return n > 0 ? n + " high alarm(s) sounding" : "";
+        var lost = Boolean(state && state.brokerLost);
+        if (enabled && (n > 0 || lost)) { maybeBurst(); }
+        var what = lost ? "broker connection lost" + (n > 0 ? ", " : "") : "";
+        if (n > 0) { what += n + " high alarm(s)"; }
+        if (!what) { return ""; }
+        return what + (enabled ? " sounding" : ", sound off");
       }
     }
   });
@@ -201,6 +212,8 @@
   setInterval(function () {
     var lost = Date.now() - lastOk > SERVER_LOST_MS;
     document.body.classList.toggle("server-lost", lost);
+    // Losing the dashboard server is a communication failure of the alarm display: it sounds like a high alarm.
+    if (lost && soundEnabled()) { maybeBurst(); }
     var note = document.getElementById("server-lost-note");
     if (lost && !note) {
       note = document.createElement("div");
@@ -218,12 +231,14 @@
 
   // A callback answered 401: the login ended. Go to the login page instead of showing stale values.
   var originalFetch = window.fetch;
+  var leaving = false;
   window.fetch = function () {
     return originalFetch.apply(this, arguments).then(function (response) {
       if (response.ok && String(response.url).indexOf("/_dash-update-component") !== -1) {
         lastOk = Date.now();
       }
-      if (response.status === 401 && String(response.url).indexOf("/_dash-") !== -1) {
+      if (response.status === 401 && String(response.url).indexOf("/_dash-") !== -1 && !leaving) {
+        leaving = true;  // several callbacks answer 401 at once: navigate once, or each aborts the last
         window.location.assign("/login?next=" + encodeURIComponent(window.location.pathname));
       }
       return response;

@@ -249,3 +249,12 @@ def test_page_says_so_when_the_dashboard_server_stops(browser, mosquitto, publis
     page.wait_for_selector("#server-lost-note", state="visible", timeout=15_000)
     assert "NOT current" in page.locator("#server-lost-note").inner_text()
     assert "server-lost" in page.evaluate("() => document.body.className")
+
+
+def test_expired_session_returns_to_the_login_page(browser, dashboard) -> None:  # type: ignore[no-untyped-def]
+    page = sign_in(browser, dashboard)
+    sessions = dashboard.services.gate.sessions
+    real = sessions.clock
+    sessions.clock = lambda: real() + sessions.lifetime_s + 1  # the shift is over
+    page.wait_for_selector("#login-submit", timeout=15_000)
+    assert "/login?next=" in page.url
