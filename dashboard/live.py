@@ -259,6 +259,7 @@ class LiveFeed:
 
     def stop(self) -> None:
         """Disconnect and stop the network loop."""
+        self._stopping = True
         try:
             self.client.disconnect()
         finally:
@@ -274,7 +275,10 @@ class LiveFeed:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties=None) -> None:  # type: ignore[no-untyped-def]
         self.state.set_broker(False)
-        log.warning("live feed disconnected from the broker (%s); reconnecting", reason_code)
+        if getattr(self, "_stopping", False):
+            log.info("live feed disconnected")
+        else:
+            log.warning("live feed disconnected from the broker (%s); reconnecting", reason_code)
 
     def _on_message(self, client, userdata, msg) -> None:  # type: ignore[no-untyped-def]
         self.state.messages += 1
