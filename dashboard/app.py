@@ -1,0 +1,33 @@
+"""Create the Dash app: the shell, the pages and their callbacks, the login gate. Nothing else lives here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dash import Dash
+
+from dashboard import layouts
+from dashboard.pages import alarms, chair, login, overview
+from dashboard.services import Services
+
+ASSETS = Path(__file__).with_name("assets")
+
+
+def create_app(services: Services) -> Dash:
+    """Return the dashboard's Dash app, every route behind the login gate."""
+    app = Dash(__name__, title="Infusion monitor", assets_folder=str(ASSETS), suppress_callback_exceptions=True,
+               update_title=None, serve_locally=True, compress=False, enable_mcp=False)
+    services.gate.install(app.server)
+    login.install(app.server, services.gate)
+    chair.install_export(app.server, services)
+    app.layout = lambda: layouts.shell(services)
+    layouts.register(app, services, {"overview": overview, "chair": chair, "alarms": alarms})
+    overview.register(app, services)
+    chair.register(app, services)
+    alarms.register(app, services)
+    services.gate.set_script_hashes(list(app.csp_hashes()))
+    if services.config.trust_proxy:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.server.wsgi_app = ProxyFix(app.server.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,247 @@
+/* Browser side of the dashboard: sound for high-priority alarms (only after the user enables it), and a
+   redirect to the login page when the session has ended (callbacks then answer 401). */
+(function () {
+  "use strict";
+  var audio = null;
+  var lastBurst = 0;
+  // IEC 60601-1-8 style high-priority burst: two groups of five pulses; repeated while an alarm sounds.
+  var BURST = [0, 0.15, 0.3, 0.6, 0.75, 1.2, 1.35, 1.5, 1.8, 1.95];
+  var REPEAT_MS = 6000;
+
+  function context() {
+    if (!audio) {
+      var Ctx = window.AudioContext || window.webkitAudioContext;
+      if (!Ctx) { return null; }
+      audio = new Ctx();
+    }
+    if (audio.state === "suspended") { audio.resume(); }
+    return audio;
+  }
+
+  function maybeBurst() {
+    if (Date.now() - lastBurst > REPEAT_MS) {
+      lastBurst = Date.now();
+      burst();
+    }
+  }
+
+  function soundEnabled() {
+    try { return window.localStorage.getItem("sound-enabled") === "true"; } catch (e) { return false; }
+  }
+
+  function burst() {
+    var ctx = context();
+    if (!ctx) { return; }
+    var t0 = ctx.currentTime + 0.05;
+    BURST.forEach(function (offset) {
+      var osc = ctx.createOscillator();
+      var gain = ctx.createGain();
+      osc.type = "square";
+      osc.frequency.value = 880;
+      gain.gain.setValueAtTime(0.0001, t0 + offset);
+      gain.gain.exponentialRampToValueAtTime(0.25, t0 + offset + 0.01);
+      gain.gain.exponentialRampToValueAtTime(0.0001, t0 + offset + 0.12);
+      osc.connect(gain).connect(ctx.destination);
+      osc.start(t0 + offset);
+      osc.stop(t0 + offset + 0.13);
+    });
+  }
+
+
+  // ---- Overview tiles, rendered here rather than by React: at 48 chairs Dash's renderer spent more than a
+  // second of script time per second re-walking the component tree. The server sends compact JSON (see
+  // dashboard/components.py tile_data); only changed text and classes touch the DOM, so the CSS flashing
+  // of alarm colours runs on undisturbed. Text goes in through textContent only: nothing is parsed as HTML.
+  var tiles = {};
+
+  function el(tag, cls, parent) {
+    var node = document.createElement(tag);
+    if (cls) { node.className = cls; }
+    if (parent) { parent.appendChild(node); }
+    return node;
+  }
+  function setText(node, text) { if (node.textContent !== text) { node.textContent = text; } }
+  function setClass(node, cls) { if (node.className !== cls) { node.className = cls; } }
+  function setAttr(node, name, value) { if (node.getAttribute(name) !== value) { node.setAttribute(name, value); } }
+
+  function navigate(ev) {
+    if (ev.defaultPrevented || ev.button !== 0 || ev.ctrlKey || ev.metaKey || ev.shiftKey || ev.altKey) { return; }
+    ev.preventDefault();
+    window.history.pushState({}, "", this.getAttribute("href"));
+    window.dispatchEvent(new CustomEvent("_dashprivate_pushstate"));
+    window.scrollTo(0, 0);
+  }
+
+  function buildTile(t) {
+    var link = el("a", "tile-link");
+    link.addEventListener("click", navigate);
+    var tile = el("div", "tile", link);
+    tile.id = t.id;
+    var head = el("div", "tile-head", tile);
+    var chair = el("span", "tile-chair", head);
+    var badge = el("span", "badge", head);
+    var alarm = el("div", "tile-alarm", tile);
+    var nums = el("div", "tile-nums", tile);
+    var numParts = t.nums.map(function () {
+      var box = el("div", "num", nums);
+      var nh = el("div", "num-head", box);
+      return { box: box, label: el("span", "num-label", nh), unit: el("span", "num-unit", nh),
+               value: el("div", "num-value", box), age: el("div", "num-age", box) };
+    });
+    var cuff = el("div", "tile-cuff", tile);
+    setText(el("span", "num-label", cuff), "NIBP");
+    var cuffValue = el("span", "cuff-value", cuff);
+    var cuffAge = el("span", "cuff-age", cuff);
+    var session = el("div", "tile-session", tile);
+    var sessionText = el("span", "session-text", session);
+    var elapsed = el("span", "session-elapsed", session);
+    var spark = el("img", "spark", tile);
+    spark.alt = "last 15 minutes of HR and SpO2";
+    return { link: link, tile: tile, chair: chair, badge: badge, alarm: alarm, alarmKey: null, nums: numParts,
+             cuffValue: cuffValue, cuffAge: cuffAge, session: session, sessionText: sessionText, elapsed: elapsed,
+             spark: spark };
+  }
+
+  function updateTile(p, t) {
+    setAttr(p.link, "href", t.href);
+    setClass(p.tile, t.cls);
+    setAttr(p.tile, "data-chair", t.chair);
+    setAttr(p.tile, "data-site", t.site);
+    setAttr(p.tile, "data-mode", t.mode);
+    setAttr(p.tile, "data-alarm", t.alarmPrio);
+    var chairKey = t.chair + "|" + (t.showSite ? t.site : "");
+    if (p.chairKey !== chairKey) {
+      p.chairKey = chairKey;
+      p.chair.textContent = t.chair;
+      if (t.showSite) { setText(el("small", "tile-site", p.chair), " " + t.site); }
+    }
+    var badgeKey = t.badge.join("|");
+    if (p.badgeKey !== badgeKey) {
+      p.badgeKey = badgeKey;
+      p.badge.className = t.badge[2];
+      p.badge.textContent = t.badge[0];
+      if (t.badge[1]) { setText(el("small", "", p.badge), t.badge[1]); }
+    }
+    var alarmKey = JSON.stringify(t.alarm);
+    if (p.alarmKey !== alarmKey) {
+      p.alarmKey = alarmKey;
+      p.alarm.textContent = "";
+      if (!t.alarm) {
+        p.alarm.className = "tile-alarm tile-alarm-none";
+        p.alarm.textContent = "no alarms";
+      } else {
+        p.alarm.className = t.alarm.cls;
+        if (t.alarm.prio) { setText(el("span", "alarm-prio", p.alarm), t.alarm.prio); }
+        setText(el("span", "alarm-text", p.alarm), t.alarm.text);
+        t.alarm.tags.forEach(function (tag) { setText(el("span", "alarm-tag", p.alarm), tag); });
+      }
+    }
+    t.nums.forEach(function (n, i) {
+      var q = p.nums[i];
+      if (!q) { return; }
+      setClass(q.box, n[5]);
+      setText(q.label, n[1]);
+      setText(q.unit, n[2]);
+      setText(q.value, n[3]);
+      setText(q.age, n[4]);
+    });
+    setText(p.cuffValue, t.cuff[0]);
+    setText(p.cuffAge, t.cuff[1]);
+    setClass(p.cuffAge, t.cuff[2]);
+    setClass(p.session, t.session[2]);
+    setText(p.sessionText, t.session[0]);
+    setText(p.elapsed, t.session[1]);
+    if (t.spark && p.spark.getAttribute("src") !== t.spark) { p.spark.setAttribute("src", t.spark); }
+  }
+
+  function renderOverview(data) {
+    var grid = document.getElementById("overview-grid");
+    if (!grid || !data) { return window.dash_clientside.no_update; }
+    var box = grid.querySelector(":scope > .tiles");
+    if (!box) {
+      box = el("div", "tiles", grid);
+      tiles = {};
+    }
+    setClass(box, "tiles " + data.density);
+    var keep = {};
+    var previous = null;
+    data.tiles.forEach(function (t) {
+      var p = tiles[t.id];
+      if (!p || !box.contains(p.link)) { p = tiles[t.id] = buildTile(t); }
+      updateTile(p, t);
+      keep[t.id] = true;
+      var wanted = previous ? previous.nextSibling : box.firstChild;
+      if (wanted !== p.link) { box.insertBefore(p.link, wanted); }
+      previous = p.link;
+    });
+    Object.keys(tiles).forEach(function (id) {
+      if (!keep[id]) { tiles[id].link.remove(); delete tiles[id]; }
+    });
+    var empty = document.getElementById("overview-empty");
+    if (empty) { empty.style.display = data.tiles.length ? "none" : "block"; }
+    return String(data.tiles.length);
+  }
+
+  window.dash_clientside = Object.assign({}, window.dash_clientside, {
+    vitals: {
+      renderOverview: renderOverview,
+      toggleSound: function (clicks, enabled) {
+        var next = !enabled;
+        if (next) { context(); }
+        return next;
+      },
+      soundLabel: function (enabled) {
+        return enabled ? "Sound on" : "Sound off";
+      },
+      sound: function (state, enabled) {
+        var n = (state && state.sounding) || 0;
+        var lost = Boolean(state && state.brokerLost);
+        if (enabled && (n > 0 || lost)) { maybeBurst(); }
+        var what = lost ? "broker connection lost" + (n > 0 ? ", " : "") : "";
+        if (n > 0) { what += n + " high alarm(s)"; }
+        if (!what) { return ""; }
+        return what + (enabled ? " sounding" : ", sound off");
+      }
+    }
+  });
+
+  // If the dashboard server stops answering, the page would keep showing its last values: grey them out
+  // and say so once no update has arrived for this long.
+  var SERVER_LOST_MS = 5000;
+  var lastOk = Date.now();
+  setInterval(function () {
+    var lost = Date.now() - lastOk > SERVER_LOST_MS;
+    document.body.classList.toggle("server-lost", lost);
+    // Losing the dashboard server is a communication failure of the alarm display: it sounds like a high alarm.
+    if (lost && soundEnabled()) { maybeBurst(); }
+    var note = document.getElementById("server-lost-note");
+    if (lost && !note) {
+      note = document.createElement("div");
+      note.id = "server-lost-note";
+      note.className = "server-lost-note";
+      note.setAttribute("role", "alert");
+      document.body.appendChild(note);
+    }
+    if (note) {
+      note.textContent = lost ? "NO UPDATES FROM THE DASHBOARD SERVER for " +
+        Math.round((Date.now() - lastOk) / 1000) + " s: values shown are NOT current." : "";
+      note.style.display = lost ? "block" : "none";
+    }
+  }, 1000);
+
+  // A callback answered 401: the login ended. Go to the login page instead of showing stale values.
+  var originalFetch = window.fetch;
+  var leaving = false;
+  window.fetch = function () {
+    return originalFetch.apply(this, arguments).then(function (response) {
+      if (response.ok && String(response.url).indexOf("/_dash-update-component") !== -1) {
+        lastOk = Date.now();
+      }
+      if (response.status === 401 && String(response.url).indexOf("/_dash-") !== -1 && !leaving) {
+        leaving = true;  // several callbacks answer 401 at once: navigate once, or each aborts the last
+        window.location.assign("/login?next=" + encodeURIComponent(window.location.pathname));
+      }
+      return response;
+    });
+  };
+})();

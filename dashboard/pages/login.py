@@ -1,0 +1,100 @@
+"""The login and logout pages: plain server-rendered HTML forms, not Dash.
+
+Login is deliberately outside Dash: a Dash login page would need callbacks that answer without a session,
+and the gate lets no callback answer without one.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from markupsafe import escape
+
+from dashboard.auth import (
+    MAX_FAILURES_PER_ADDRESS,
+    MAX_FAILURES_PER_USER,
+    USERNAME,
+    Gate,
+    safe_next,
+)
+
+FORM_CSRF_COOKIE = "infusion_login_csrf"
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Sign in - infusion monitor</title><link rel="stylesheet" href="/assets/style.css"></head>
+<body class="login-body"><main class="login-box">
+<h1>Infusion monitor</h1>
+<p class="login-sub">Nurse station sign-in</p>
+{message}
+<form method="post" action="/login" autocomplete="off">
+<input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="next" value="{next}">
+<label for="username">User</label><input id="username" name="username" required maxlength="64" autofocus>
+<label for="password">Password</label><input id="password" name="password" type="password" required maxlength="256">
+<button type="submit" id="login-submit">Sign in</button>
+</form>
+<p class="login-note">A secondary display and alerting aid, not a certified medical device.</p>
+</main></body></html>"""
+
+
+def _form(gate: Gate, message: str = "", next_path: str = "/", status: int = 200) -> Any:
+    from flask import make_response, request
+
+    token = request.cookies.get(FORM_CSRF_COOKIE) or secrets.token_urlsafe(16)
+    html = PAGE.format(message=f'<p class="login-error" role="alert">{escape(message)}</p>' if message else "",
+                       csrf=escape(token), next=escape(safe_next(next_path)))
+    response = make_response(html, status)
+    response.headers["Content-Type"] = "text/html; charset=utf-8"
+    response.set_cookie(FORM_CSRF_COOKIE, token, httponly=True, secure=gate.cookie_secure(), samesite="Strict",
+                        path="/login", max_age=3600)
+    return response
+
+
+def install(server: Any, gate: Gate) -> None:
+    """Register /login and /logout on the Flask server."""
+    from flask import redirect, request
+
+    def login() -> Any:
+        if gate.no_login:
+            return redirect("/", 302)
+        if request.method == "GET":
+            return _form(gate, next_path=request.args.get("next", "/"))
+        next_path = safe_next(request.form.get("next"))
+        token = request.cookies.get(FORM_CSRF_COOKIE, "")
+        if not token or not secrets.compare_digest(token, request.form.get("csrf", "")):
+            return _form(gate, "The form expired; please sign in again.", next_path, 400)
+        name = request.form.get("username", "")[:64]
+        password = request.form.get("password", "")[:256]
+        address = f"addr:{request.remote_addr}"
+        user_key = f"user:{name.lower()}"
+        if gate.limiter.blocked(user_key, MAX_FAILURES_PER_USER) or gate.limiter.blocked(address, MAX_FAILURES_PER_ADDRESS):
+            gate.audit("login_blocked", name if USERNAME.fullmatch(name) else "?", request.remote_addr)
+            return _form(gate, "Too many failed sign-ins. Wait 15 minutes or ask an administrator.", next_path, 429)
+        user = gate.users.verify(name, password) if gate.users is not None and USERNAME.fullmatch(name) else None
+        if user is None:
+            gate.limiter.fail(user_key)
+            gate.limiter.fail(address)
+            gate.audit("login_failed", name if USERNAME.fullmatch(name) else "?", request.remote_addr)
+            return _form(gate, "Wrong user or password.", next_path, 401)
+        gate.limiter.clear(user_key)
+        gate.sessions.end(request.cookies.get("infusion_session"))
+        sid = gate.sessions.create(user)
+        item = gate.sessions.get(sid)
+        response = redirect(next_path, 303)
+        gate.set_login_cookies(response, sid, item.csrf if item else "")
+        response.delete_cookie(FORM_CSRF_COOKIE, path="/login")
+        gate.audit("login", user.name, request.remote_addr)
+        return response
+
+    def logout() -> Any:
+        item = None if gate.no_login else gate.current()
+        gate.sessions.end(request.cookies.get("infusion_session"))
+        response = redirect("/login" if not gate.no_login else "/", 303)
+        gate.clear_login_cookies(response)
+        if item is not None:
+            gate.audit("logout", item.user, request.remote_addr)
+        return response
+
+    server.add_url_rule("/login", "infusion_login", login, methods=["GET", "POST"])
+    server.add_url_rule("/logout", "infusion_logout", logout, methods=["GET", "POST"])

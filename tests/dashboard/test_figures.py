@@ -1,0 +1,62 @@
+"""Pure figure builders: sparklines and trends."""
+
+from __future__ import annotations
+
+from urllib.parse import unquote
+
+from dashboard.figures import PRIORITY_COLOURS, sparkline_svg, svg_data_uri, trend_figure
+from dashboard.limits import DEFAULT_LIMITS
+from vitals.records import AlarmEvent, Session
+from vitals.store import Series
+
+T0 = 1_795_568_400_000
+WINDOW = 15 * 60_000
+
+
+def test_sparkline_draws_both_series_and_breaks_at_gaps() -> None:
+    hr = [(T0 - WINDOW + k * 5000, 70.0 + k % 3) for k in range(60)] + [(T0 - 60_000 + k * 5000, 80.0) for k in range(12)]
+    spo2 = [(T0 - 30_000, 97.0), (T0 - 25_000, 96.0)]
+    svg = sparkline_svg(hr, spo2, T0)
+    assert svg.startswith("<svg") and svg.endswith("</svg>")
+    assert svg.count("<path") == 3  # HR in two pieces around the gap, SpO2 in one
+    assert "#33e07a" in svg and "#6aa8ff" in svg
+
+
+def test_sparkline_stale_is_grey_and_empty_is_valid() -> None:
+    svg = sparkline_svg([(T0 - 1000, 70.0), (T0, 71.0)], [], T0, stale=True)
+    assert "#7a7a7a" in svg and "#33e07a" not in svg
+    empty = sparkline_svg([], [], T0)
+    assert "<path" not in empty
+    assert unquote(svg_data_uri(empty).split(",", 1)[1]) == empty.replace('"', "'")
+
+
+def test_sparkline_ignores_points_outside_the_window() -> None:
+    svg = sparkline_svg([(T0 - WINDOW - 10_000, 70.0), (T0 + 10_000, 70.0)], [], T0)
+    assert "<path" not in svg
+
+
+def test_trend_figure_has_limits_events_and_sessions() -> None:
+    times = [T0 + k * 60_000 for k in range(10)]
+    series = Series(60_000, times, mean={"hr": [70.0] * 10, "spo2": [97.0] * 10, "sys": [None] * 9 + [130.0]},
+                    low={"hr": [65.0] * 10}, high={"hr": [75.0] * 10})
+    events = [AlarmEvent("a1", "north", "c-01", "spo2", "physiological", "high", "raised", 83.0, 85.0, T0 + 120_000),
+              AlarmEvent("a1", "north", "c-01", "spo2", "physiological", "high", "acknowledged", None, None,
+                         T0 + 180_000, user="nurse.kim")]
+    sessions = [Session("north", "c-01", "S", "ended", T0, ended_at=T0 + 540_000)]
+    fig = trend_figure(series, DEFAULT_LIMITS, events, sessions, T0, T0 + 600_000)
+    shapes = fig.layout.shapes
+    hlines = [s for s in shapes if s.y0 == s.y1 and str(s.xref).endswith("domain")]
+    assert {(round(s.y0), s.yref) for s in hlines} >= {(40, "y"), (140, "y"), (85, "y2"), (90, "y2"), (8, "y3"),
+                                                      (30, "y3"), (80, "y4"), (180, "y4"), (110, "y4")}
+    markers = [t for t in fig.data if t.mode == "markers"]
+    assert len(markers) == 1
+    assert list(markers[0].marker.color) == [PRIORITY_COLOURS["high"]] * 2
+    assert any("by nurse.kim" in text for text in markers[0].text)
+    assert any(t.fill == "tonexty" for t in fig.data)  # min/max band when downsampled
+    vlines = [s for s in shapes if s.x0 == s.x1 and str(s.yref).endswith("domain")]
+    assert len(vlines) == 2 * 4  # session start and end, on every panel
+
+
+def test_trend_figure_with_no_data_is_still_a_figure() -> None:
+    fig = trend_figure(Series(0), DEFAULT_LIMITS)
+    assert len(fig.data) == 0 and fig.layout.template.layout.paper_bgcolor
