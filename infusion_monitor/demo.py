@@ -31,6 +31,8 @@ DEFAULT_CHAIRS = 8
 DEFAULT_SCENARIO = "clinic-day"
 DEFAULT_SITE = "demo"
 CONNECT_TIMEOUT_S = 15.0
+# Simulated span assumed for a scenario without its own duration, when placing a fast run in the past.
+DEFAULT_SPAN_S = 8 * 3600.0
 
 
 def _positive_chairs(text: str) -> int:
@@ -102,10 +104,25 @@ def dashboard_port(requested: int | None) -> int:
         return free_port()
 
 
+def simulated_start_ms(duration_s: float | None, speed: float, now_ms: int) -> int | None:
+    """Return where a run faster than real time starts so no reading is ever in the future (None: now).
+
+    The ingest refuses readings more than 5 minutes in the future, and a faster simulated clock would soon
+    be that far ahead; so a fast run starts in the past, early enough to end at the wall clock's now.
+    """
+    if speed == 1 or 0 < speed < 1:
+        return None
+    span = duration_s or DEFAULT_SPAN_S
+    lag_s = span if speed == 0 else span * (1 - 1 / speed)
+    return now_ms - round(lag_s * 1000)
+
+
 def start_parts(args: argparse.Namespace, demo: Demo, data_dir: Path) -> str:
     """Start broker, ingest, dashboard and simulator; return the dashboard URL."""
+    from simulator.scenario import load_scenario
     from vitals.settings import load_settings
 
+    scenario = load_scenario(args.scenario)  # a wrong name fails here, before anything starts
     port = dashboard_port(args.port)
     broker = start_broker(args.broker, port=args.broker_port, data_dir=data_dir if args.data_dir else None)
     demo.started("broker", broker.stop)
@@ -144,8 +161,9 @@ def start_parts(args: argparse.Namespace, demo: Demo, data_dir: Path) -> str:
 
     from simulator import Simulation
 
-    simulation = Simulation(broker.url, site=args.site, chairs=args.chairs, scenario=args.scenario, speed=args.speed,
-                            seed=args.seed, protocol=broker.protocol)
+    start_ms = simulated_start_ms(scenario.duration_s, args.speed, time.time_ns() // 1_000_000)
+    simulation = Simulation(broker.url, site=args.site, chairs=args.chairs, scenario=scenario, speed=args.speed,
+                            seed=args.seed, protocol=broker.protocol, start_ms=start_ms)
     simulation.start(CONNECT_TIMEOUT_S)
     demo.started("simulator", simulation.stop)
     return dashboard.url
@@ -162,6 +180,11 @@ def banner(demo: Demo, args: argparse.Namespace, data_dir: Path, temporary: bool
         f"  Broker:     {demo.urls['mqtt']} ({args.broker})",
         f"  Ingest:     {demo.urls['health']}",
         f"  Data:       {data_dir} ({keep})",
+        *([] if args.speed == 1 else [
+            f"  Speed {args.speed:g}x: readings carry simulated time, which starts in the past so that none is in",
+            "              the future; live tiles show them as old (never as current), trends and alarms follow",
+            "              the simulated day. Use --speed 1 for a live station screen.",
+        ]),
         "  Not a medical device: a secondary display and alerting aid for demonstration.",
         "  Press Ctrl-C to stop.",
         "",
