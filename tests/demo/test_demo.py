@@ -67,11 +67,11 @@ class DemoProcess:
             pytest.fail("the demo did not stop within a minute of Ctrl-C:\n" + "".join(self.lines[-60:]))
 
 
-def start_demo(*args: str) -> DemoProcess:
-    """Start the demo as a user would, with this repository importable."""
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "infusion_monitor", "demo", *args], cwd=REPO, env=env, text=True,
+def start_demo(*args: str, command: list[str] | None = None, pythonpath: Path = REPO, cwd: Path = REPO) -> DemoProcess:
+    """Start the demo as a user would (by default from this repository, importable on PYTHONPATH)."""
+    env = {**os.environ, "PYTHONPATH": str(pythonpath), "PYTHONUNBUFFERED": "1"}
+    command = command or [sys.executable, "-m", "infusion_monitor"]
+    proc = subprocess.Popen([*command, "demo", *args], cwd=cwd, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     demo = DemoProcess(proc)
 
@@ -88,8 +88,8 @@ def start_demo(*args: str) -> DemoProcess:
 def demo_factory() -> Iterator:  # type: ignore[type-arg]
     started: list[DemoProcess] = []
 
-    def make(*args: str) -> DemoProcess:
-        demo = start_demo(*args)
+    def make(*args: str, **how: object) -> DemoProcess:
+        demo = start_demo(*args, **how)  # type: ignore[arg-type]
         started.append(demo)
         return demo
 
