@@ -59,10 +59,13 @@ def test_paths_named_in_the_deployment_guide_exist() -> None:
         assert (REPO / path.rstrip("/")).exists(), path
 
 
-def test_the_documented_users_file_is_the_one_compose_mounts() -> None:
+def test_the_documented_user_command_writes_the_file_the_dashboard_reads() -> None:
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
-    command = compose["services"]["dashboard"]["command"]
-    users_file = command[command.index("--users-file") + 1]
+    dashboard = compose["services"]["dashboard"]
+    users_file = dashboard["command"][dashboard["command"].index("--users-file") + 1]
     assert users_file.startswith("/data/")  # on the dashboard-data volume
+    assert "dashboard-data:/data" in dashboard["volumes"]
+    # `user add` without --users-file writes where INFUSION_DASHBOARD_USERS_FILE points.
+    assert dashboard["environment"]["INFUSION_DASHBOARD_USERS_FILE"] == users_file
     for text in (README, DEPLOYMENT):
-        assert f"user add charge.nurse --role admin --users-file {users_file}" in text
+        assert "docker compose run --rm dashboard user add charge.nurse --role admin\n" in text
