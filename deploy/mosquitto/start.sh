@@ -70,11 +70,26 @@ fi
 
 mv "$work" "$AUTH_DIR/passwd"
 printf '%s\n' "$health" > "$AUTH_DIR/health"
-# mosquitto drops to its own user before it reads the password file: owner root, readable by its group only.
+# TLS files (conf.d/tls.conf): copied next to the password file, so that mosquitto, which drops to its own
+# user before it loads them, can read the key without the key being world-readable on the host.
+rm -rf "$AUTH_DIR/certs"
+if [ -d "$CONFIG_DIR/certs" ]; then
+    mkdir -p "$AUTH_DIR/certs"
+    for file in "$CONFIG_DIR/certs"/*; do
+        if [ -f "$file" ]; then
+            cp "$file" "$AUTH_DIR/certs/"
+        fi
+    done
+fi
+# mosquitto drops to its own user before it reads these: owner root, readable by its group only.
 if [ "$(id -u)" = 0 ] && id mosquitto > /dev/null 2>&1; then
-    chown root:mosquitto "$AUTH_DIR" "$AUTH_DIR/passwd" "$AUTH_DIR/health"
+    chown -R root:mosquitto "$AUTH_DIR"
     chmod 0750 "$AUTH_DIR"
     chmod 0640 "$AUTH_DIR/passwd" "$AUTH_DIR/health"
+    if [ -d "$AUTH_DIR/certs" ]; then
+        chmod 0750 "$AUTH_DIR/certs"
+        chmod 0640 "$AUTH_DIR/certs"/*
+    fi
     if [ -d "$DATA_DIR" ]; then
         chown -R mosquitto:mosquitto "$DATA_DIR"
     fi

@@ -71,8 +71,12 @@ class RepoMosquitto(Server):
 
     name = "mosquitto"
 
-    def __init__(self, workdir: Path, secrets: dict[str, str], devices: Path | None = None) -> None:
+    def __init__(self, workdir: Path, secrets: dict[str, str], devices: Path | None = None, *,
+                 as_root: bool = True) -> None:
         super().__init__(workdir)
+        # as_root=False runs it as the container does: mosquitto drops to its own user before it reads the
+        # password file, the ACLs and the TLS key (the work directory must then be traversable by that user).
+        self.as_root = as_root
         self.port = free_port()
         self.tls_port = free_port()
         self.secrets = secrets
@@ -94,8 +98,9 @@ class RepoMosquitto(Server):
 
     def command(self) -> list[str]:
         conf = self.config / "mosquitto.conf"
-        # Run as the invoking user (root in CI containers) so the temporary directories stay readable.
-        conf.write_text("user root\n" + self.rewrite((DEPLOY / "mosquitto" / "mosquitto.conf").read_text()))
+        # By default run as the invoking user (root in CI containers) so the temporary directories stay readable.
+        head = "user root\n" if self.as_root else ""
+        conf.write_text(head + self.rewrite((DEPLOY / "mosquitto" / "mosquitto.conf").read_text()))
         for extra in (self.config / "conf.d").glob("*.conf"):
             extra.write_text(self.rewrite(extra.read_text()))
         return ["/bin/sh", str(DEPLOY / "mosquitto" / "start.sh"), require("mosquitto"), "-c", str(conf)]

@@ -27,7 +27,8 @@ from tests.deploy.helpers import (
     run_sh,
     suback,
 )
-from tests.servers import MqttCollector, require
+from tests.servers import MqttCollector, require, wait_port
+from vitals.mqtt import connect, make_client, wait_connected
 from vitals.topics import Topics
 
 pytestmark = pytest.mark.integration
@@ -129,8 +130,6 @@ def test_a_device_reads_nothing(broker: RepoMosquitto, site: str) -> None:
 
 
 def test_a_device_last_will_reaches_its_own_status_only(broker: RepoMosquitto, everything: MqttCollector, site: str) -> None:
-    from vitals.mqtt import connect, make_client, wait_connected
-
     for chair in ("north-c01", "north-c02"):  # north-c02's will names north-c01's status: refused
         client, target = make_client(url(broker, chair), client_id=f"will-{chair}-{site}",
                                      will=(T.status(site, "north-c01"), b"offline", 1, False))
@@ -261,10 +260,8 @@ def openssl(*args: str, cwd: Path) -> None:
     subprocess.run([require("openssl"), *args], cwd=cwd, check=True, capture_output=True)
 
 
-def test_the_tls_listener_example_works_as_committed(tmp_path: Path) -> None:
-    work = tmp_path / "broker"
-    server = RepoMosquitto(work, BROKER_SECRETS)
-    certs = server.config / "certs"
+def make_certs(certs: Path) -> None:
+    """Make a CA and a server certificate for 127.0.0.1 in ``certs``, the key readable by its owner only."""
     certs.mkdir()
     openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
             "-keyout", "ca.key", "-out", "ca.crt", cwd=certs)
@@ -273,25 +270,70 @@ def test_the_tls_listener_example_works_as_committed(tmp_path: Path) -> None:
             "-out", "server.csr", cwd=certs)
     openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
             "-out", "server.crt", "-extfile", "san.ext", cwd=certs)
+    (certs / "server.key").chmod(0o600)
+
+
+def check_tls(server: RepoMosquitto, certs: Path) -> None:
+    """Connect over the TLS listener as the ingest and check the ACLs apply there too."""
+    wait_port(server.tls_port)
+    client, target = make_client(f"mqtts://svc.ingest:{SECRETS['MQTT_INGEST_PASSWORD']}@127.0.0.1:{server.tls_port}",
+                                 ca_file=certs / "ca.crt")
+    connect(client, target)
+    client.loop_start()
+    try:
+        assert wait_connected(client, 10), server.log()[-2000:]
+        assert suback(client, T.chair_filter("vitals")) == 1
+        # The same users and ACLs on the TLS listener.
+        assert puback(client, T.vitals("north", "c-01"), b"{}") == NOT_AUTHORIZED
+        assert puback(client, T.alarms("north", "c-01"), b"[]") == 0
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def test_the_tls_listener_example_works_as_committed(tmp_path: Path) -> None:
+    server = RepoMosquitto(tmp_path / "broker", BROKER_SECRETS)
+    make_certs(server.config / "certs")
     shutil.copy(server.config / "conf.d" / "tls.conf.example", server.config / "conf.d" / "tls.conf")
     server.start()
     try:
-        from tests.servers import wait_port
-        from vitals.mqtt import connect, make_client, wait_connected
-
-        wait_port(server.tls_port)
-        client, target = make_client(f"mqtts://svc.ingest:{SECRETS['MQTT_INGEST_PASSWORD']}@127.0.0.1:{server.tls_port}",
-                                     ca_file=certs / "ca.crt")
-        connect(client, target)
-        client.loop_start()
-        try:
-            assert wait_connected(client, 10), server.log()[-2000:]
-            assert suback(client, T.chair_filter("vitals")) == 1
-            # The same users and ACLs on the TLS listener.
-            assert puback(client, T.vitals("north", "c-01"), b"{}") == NOT_AUTHORIZED
-            assert puback(client, T.alarms("north", "c-01"), b"[]") == 0
-        finally:
-            client.disconnect()
-            client.loop_stop()
+        check_tls(server, server.config / "certs")
     finally:
         server.stop()
+
+
+def test_as_in_the_container_mosquitto_drops_root_and_still_reads_everything(tmp_path: Path) -> None:
+    """Started as root without `user root`, mosquitto runs as user mosquitto before it loads the password file,
+    ACLs and TLS key: start.sh must leave them readable to it (and the key to nobody else)."""
+    import os
+    import pwd
+    import tempfile
+
+    if os.geteuid() != 0:
+        pytest.fail("run as root (CI containers do): only then does mosquitto drop privileges as in the container")
+    pwd.getpwnam("mosquitto")  # Debian's mosquitto package creates the user
+    work = Path(tempfile.mkdtemp(prefix="deploy-as-container-", dir="/tmp"))
+    work.chmod(0o755)  # pytest's own tmp dirs are 0700: the mosquitto user could not reach the data dir
+    try:
+        devices = work / "devices.passwd"
+        assert add_device(devices, "north-c01", DEVICES["north-c01"]).returncode == 0
+        server = RepoMosquitto(work / "broker", BROKER_SECRETS, devices, as_root=False)
+        server.workdir.chmod(0o755)
+        make_certs(server.config / "certs")
+        shutil.copy(server.config / "conf.d" / "tls.conf.example", server.config / "conf.d" / "tls.conf")
+        server.start()
+        try:
+            check_tls(server, server.config / "certs")
+            assert connects(url(server, "north-c01"))
+            assert not connects(server.url("north-c01", "wrong-password-0123456789"))
+            key = server.auth / "certs" / "server.key"
+            assert (key.stat().st_mode & 0o777, pwd.getpwuid(key.stat().st_uid).pw_name) == (0o640, "root")
+            assert (server.auth / "passwd").stat().st_mode & 0o007 == 0
+            uid = int(next(line.split()[1] for line in Path(f"/proc/{server.proc.pid}/status").read_text().splitlines()
+                           if line.startswith("Uid:")))
+            assert pwd.getpwuid(uid).pw_name == "mosquitto"
+        finally:
+            server.stop()
+        assert "Error" not in server.log(), server.log()[-2000:]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
