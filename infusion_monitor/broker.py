@@ -98,7 +98,7 @@ def check_free(host: str, port: int) -> None:
         try:
             sock.bind((host, port))
         except OSError as exc:
-            raise BrokerStartError(f"port {host}:{port} is taken ({exc.strerror}): choose another, or none") from None
+            raise BrokerStartError(f"port {host}:{port} is not available ({exc.strerror}): choose another") from None
 
 
 def start_broker(kind: str = "amqtt", *, host: str = "127.0.0.1", port: int = 0, data_dir: Path | None = None,

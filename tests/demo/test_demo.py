@@ -161,7 +161,7 @@ def test_a_taken_dashboard_port_fails_cleanly(demo_factory, tmp_path: Path) -> N
         port = taken.getsockname()[1]
         demo = demo_factory("--port", str(port), "--data-dir", str(tmp_path / "d"))
         assert demo.proc.wait(60) == 1
-    assert any(str(port) in line and "taken" in line for line in demo.lines), demo.lines
+    assert any(str(port) in line and "not available" in line for line in demo.lines), demo.lines
     assert processes_mentioning(str(tmp_path / "d")) == []
 
 
