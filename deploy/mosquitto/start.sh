@@ -81,14 +81,15 @@ if [ -d "$CONFIG_DIR/certs" ]; then
         fi
     done
 fi
-# mosquitto drops to its own user before it reads these: owner root, readable by its group only.
+# mosquitto drops to its own user before it reads these, and (from 2.0.16 on) warns about files not owned
+# by that user or readable by others: owned by mosquitto, readable by nobody else.
 if [ "$(id -u)" = 0 ] && id mosquitto > /dev/null 2>&1; then
-    chown -R root:mosquitto "$AUTH_DIR"
-    chmod 0750 "$AUTH_DIR"
-    chmod 0640 "$AUTH_DIR/passwd" "$AUTH_DIR/health"
+    chown -R mosquitto:mosquitto "$AUTH_DIR"
+    chmod 0700 "$AUTH_DIR"
+    chmod 0600 "$AUTH_DIR/passwd" "$AUTH_DIR/health"
     if [ -d "$AUTH_DIR/certs" ]; then
-        chmod 0750 "$AUTH_DIR/certs"
-        chmod 0640 "$AUTH_DIR/certs"/*
+        chmod 0700 "$AUTH_DIR/certs"
+        chmod 0600 "$AUTH_DIR/certs"/*
     fi
     if [ -d "$DATA_DIR" ]; then
         chown -R mosquitto:mosquitto "$DATA_DIR"
