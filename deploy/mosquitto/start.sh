@@ -1,5 +1,7 @@
 #!/bin/sh
 # Start mosquitto for the compose stack: check the .env secrets, build the password file, exec mosquitto.
+# Everything mosquitto reads after it drops root (password file, ACLs, TLS files) goes to $AUTH_DIR, private
+# to the mosquitto user; the mounted configuration directory stays read-only.
 #
 # The password file is rebuilt at every start from
 #   - the service users' passwords in the environment (from .env): svc.ingest, svc.dashboard, and
@@ -70,6 +72,7 @@ fi
 
 mv "$work" "$AUTH_DIR/passwd"
 printf '%s\n' "$health" > "$AUTH_DIR/health"
+cp "$CONFIG_DIR/acl" "$AUTH_DIR/acl"
 # TLS files (conf.d/tls.conf): copied next to the password file, so that mosquitto, which drops to its own
 # user before it loads them, can read the key without the key being world-readable on the host.
 rm -rf "$AUTH_DIR/certs"
@@ -86,7 +89,7 @@ fi
 if [ "$(id -u)" = 0 ] && id mosquitto > /dev/null 2>&1; then
     chown -R mosquitto:mosquitto "$AUTH_DIR"
     chmod 0700 "$AUTH_DIR"
-    chmod 0600 "$AUTH_DIR/passwd" "$AUTH_DIR/health"
+    chmod 0600 "$AUTH_DIR/passwd" "$AUTH_DIR/health" "$AUTH_DIR/acl"
     if [ -d "$AUTH_DIR/certs" ]; then
         chmod 0700 "$AUTH_DIR/certs"
         chmod 0600 "$AUTH_DIR/certs"/*

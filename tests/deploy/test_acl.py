@@ -327,7 +327,7 @@ def test_as_in_the_container_mosquitto_drops_root_and_still_reads_everything(tmp
             assert connects(url(server, "north-c01"))
             assert not connects(server.url("north-c01", "wrong-password-0123456789"))
             key = server.auth / "certs" / "server.key"
-            for private in (key, server.auth / "passwd", server.auth / "health"):
+            for private in (key, server.auth / "passwd", server.auth / "health", server.auth / "acl"):
                 mode, owner = private.stat().st_mode & 0o777, pwd.getpwuid(private.stat().st_uid).pw_name
                 assert (mode, owner) == (0o600, "mosquitto"), private
             uid = int(next(line.split()[1] for line in Path(f"/proc/{server.proc.pid}/status").read_text().splitlines()
