@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -117,10 +118,24 @@ def simulated_start_ms(duration_s: float | None, speed: float, now_ms: int) -> i
     return now_ms - round(lag_s * 1000)
 
 
+def demo_settings(**values: Any) -> Any:
+    """Return settings from defaults and ``values`` only: the shell's INFUSION_* variables are ignored.
+
+    A demo must never page real staff through notification URLs set for production, nor filter away its own
+    simulated site because INFUSION_SITE names another.
+    """
+    from vitals.settings import load_settings
+
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("INFUSION_") or k == "INFLUX_TOKEN"}
+    try:
+        return load_settings(**values)
+    finally:
+        os.environ.update(saved)
+
+
 def start_parts(args: argparse.Namespace, demo: Demo, data_dir: Path) -> str:
     """Start broker, ingest, dashboard and simulator; return the dashboard URL."""
     from simulator.scenario import load_scenario
-    from vitals.settings import load_settings
 
     scenario = load_scenario(args.scenario)  # a wrong name fails here, before anything starts
     port = dashboard_port(args.port)
@@ -128,7 +143,7 @@ def start_parts(args: argparse.Namespace, demo: Demo, data_dir: Path) -> str:
     demo.started("broker", broker.stop)
     demo.urls["mqtt"] = broker.url
 
-    settings = load_settings(
+    settings = demo_settings(
         mqtt_url=broker.url, mqtt_protocol=broker.protocol, store_url=f"sqlite:///{data_dir / 'vitals.db'}",
         data_dir=data_dir, http_host="127.0.0.1", http_port=free_port(), mqtt_client_id="infusion-demo-ingest",
     )
@@ -162,8 +177,8 @@ def start_parts(args: argparse.Namespace, demo: Demo, data_dir: Path) -> str:
     from simulator import Simulation
 
     start_ms = simulated_start_ms(scenario.duration_s, args.speed, time.time_ns() // 1_000_000)
-    simulation = Simulation(broker.url, site=args.site, chairs=args.chairs, scenario=scenario, speed=args.speed,
-                            seed=args.seed, protocol=broker.protocol, start_ms=start_ms)
+    simulation = Simulation(site=args.site, chairs=args.chairs, scenario=scenario, speed=args.speed, seed=args.seed,
+                            settings=settings, start_ms=start_ms)
     simulation.start(CONNECT_TIMEOUT_S)
     demo.started("simulator", simulation.stop)
     return dashboard.url

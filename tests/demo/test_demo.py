@@ -67,9 +67,10 @@ class DemoProcess:
             pytest.fail("the demo did not stop within a minute of Ctrl-C:\n" + "".join(self.lines[-60:]))
 
 
-def start_demo(*args: str, command: list[str] | None = None, pythonpath: Path = REPO, cwd: Path = REPO) -> DemoProcess:
+def start_demo(*args: str, command: list[str] | None = None, pythonpath: Path = REPO, cwd: Path = REPO,
+               env: dict[str, str] | None = None) -> DemoProcess:
     """Start the demo as a user would (by default from this repository, importable on PYTHONPATH)."""
-    env = {**os.environ, "PYTHONPATH": str(pythonpath), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONPATH": str(pythonpath), "PYTHONUNBUFFERED": "1", **(env or {})}
     command = command or [sys.executable, "-m", "infusion_monitor"]
     proc = subprocess.Popen([*command, "demo", *args], cwd=cwd, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -129,7 +130,10 @@ def processes_mentioning(text: str) -> list[str]:
 @pytest.mark.parametrize("broker", ["amqtt", "mosquitto"])
 def test_demo_serves_live_chairs_and_ctrl_c_leaves_nothing_running(demo_factory, tmp_path: Path, broker: str) -> None:  # type: ignore[no-untyped-def]
     data_dir = tmp_path / "demo-data"
-    demo = demo_factory("--chairs", "3", "--data-dir", str(data_dir), "--broker", broker)
+    # A production shell's settings must not leak into the demo: another site, real notification targets.
+    hostile = {"INFUSION_SITE": "elsewhere", "INFUSION_TOPIC_PREFIX": "other",
+               "INFUSION_NOTIFY__URLS": '["json://127.0.0.1:9/must-not-be-called"]'}
+    demo = demo_factory("--chairs", "3", "--data-dir", str(data_dir), "--broker", broker, env=hostile)
     url = demo.wait_for(r"Dashboard:\s+(http://127\.0\.0\.1:\d+)", START_TIMEOUT_S).group(1)
     assert any("no login" in line for line in demo.lines)
     ports = demo.ports()
