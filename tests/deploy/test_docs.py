@@ -68,4 +68,4 @@ def test_the_documented_user_command_writes_the_file_the_dashboard_reads() -> No
     # `user add` without --users-file writes where INFUSION_DASHBOARD_USERS_FILE points.
     assert dashboard["environment"]["INFUSION_DASHBOARD_USERS_FILE"] == users_file
     for text in (README, DEPLOYMENT):
-        assert "docker compose run --rm dashboard user add charge.nurse --role admin\n" in text
+        assert "docker compose run --rm --no-deps dashboard user add charge.nurse --role admin\n" in text
