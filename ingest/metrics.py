@@ -21,6 +21,8 @@ class Metrics:
         self.readings_received = Counter("ingest_readings_received", "valid readings received", registry=r)
         self.readings_stored = Counter("ingest_readings_stored", "readings written to the store", registry=r)
         self.refusals = Counter("ingest_refusals", "refusals by scope and code", ["scope", "code"], registry=r)
+        self.store_rejected = Counter(
+            "ingest_store_rejected", "records the store refused for good (e.g. older than its retention)", registry=r)
         self.spooled = Counter("ingest_readings_spooled", "readings written to the local spool", registry=r)
         self.spool_items = Gauge("ingest_spool_items", "records waiting in the local spool", registry=r)
         self.spool_bytes = Gauge("ingest_spool_bytes", "bytes in the local spool", registry=r)

@@ -24,11 +24,12 @@ from typing import Any, ClassVar
 
 import paho.mqtt.client as paho
 
+from ingest.fairness import ChairBudget
 from ingest.metrics import HealthServer, Metrics
 from ingest.spool import Batch, Spool
 from ingest.writer import Item, Writer
 from vitals.mqtt import connect, make_client, redact
-from vitals.reading import Refusal, refusal_report, validate_payload
+from vitals.reading import Refusal, refusals_report, validate_payload
 from vitals.records import AckCommand, RecordError, Session, device_status
 from vitals.settings import Settings
 from vitals.store import Store, open_store, redact_url
@@ -77,6 +78,8 @@ class IngestService:
         self._stopping = False
         self._connected = threading.Event()
         self._refusal_log: dict[str, list[float]] = {}
+        self.budget = ChairBudget(settings.chair_rate_kib_s * 1024, settings.chair_burst_kib * 1024)
+        self._limited_report: dict[tuple[str, str], list[float]] = {}  # chair -> [last report, refused since]
         self.http: HealthServer | None = None
         self.alarms: Any = None
         if alarms and group:
@@ -177,17 +180,22 @@ class IngestService:
             parsed = self.topics.parse_chair(msg.topic)
         except TopicError as exc:
             self.metrics.messages.labels("bad_topic").inc()
-            self._refuse(msg.topic, Refusal("message", str(exc), code="bad_topic"), msg.payload)
+            self._refuse(msg.topic, [Refusal("message", str(exc), code="bad_topic")], msg.payload)
             self.writer.submit(Item(Batch(), ack))
             return
         self.metrics.messages.labels(parsed.kind).inc()
+        if parsed.kind == "vitals" and not self.budget.allow(parsed.site, parsed.chair, len(msg.payload),
+                                                             time.monotonic()):
+            self._rate_limited(parsed.site, parsed.chair, msg)
+            self.writer.submit(Item(Batch(), ack))
+            return
         try:
             handler = self._handlers[parsed.kind]
             handler(self, parsed.site, parsed.chair, msg, ack)
         except Exception as exc:  # a bug must not stop ingestion, nor go unseen
             log.exception("handling a message on %s failed", msg.topic)
-            self._refuse(msg.topic, Refusal("message", f"internal error while handling: {type(exc).__name__}",
-                                            code="internal"), msg.payload)
+            self._refuse(msg.topic, [Refusal("message", f"internal error while handling: {type(exc).__name__}",
+                                             code="internal")], msg.payload)
             self.writer.submit(Item(Batch(), ack))
 
     def _acker(self, msg: paho.MQTTMessage) -> Callable[[], None] | None:
@@ -205,8 +213,8 @@ class IngestService:
 
     def _handle_vitals(self, site: str, chair: str, msg: paho.MQTTMessage, ack: Callable[[], None] | None) -> None:
         result = validate_payload(site, chair, msg.payload, now_ms())
-        for refusal in result.refusals:
-            self._refuse(msg.topic, refusal, msg.payload)
+        if result.refusals:
+            self._refuse(msg.topic, result.refusals, msg.payload)
         if result.readings:
             self.metrics.readings_received.inc(len(result.readings))
             if self.alarms is not None:
@@ -219,7 +227,7 @@ class IngestService:
             try:
                 session = Session.from_payload(site, chair, msg.payload)
             except RecordError as exc:
-                self._refuse(msg.topic, Refusal("message", str(exc), code="bad_session"), msg.payload)
+                self._refuse(msg.topic, [Refusal("message", str(exc), code="bad_session")], msg.payload)
             else:
                 batch.sessions.append(session)
                 if self.alarms is not None:
@@ -231,7 +239,7 @@ class IngestService:
             try:
                 status = device_status(msg.payload)
             except RecordError as exc:
-                self._refuse(msg.topic, Refusal("message", str(exc), code="bad_status"), msg.payload)
+                self._refuse(msg.topic, [Refusal("message", str(exc), code="bad_status")], msg.payload)
             else:
                 if self.alarms is not None:
                     self.alarms.on_status(site, chair, status)
@@ -241,7 +249,7 @@ class IngestService:
         try:
             command = AckCommand.from_payload(site, chair, msg.payload)
         except RecordError as exc:
-            self._refuse(msg.topic, Refusal("message", str(exc), code="bad_command"), msg.payload)
+            self._refuse(msg.topic, [Refusal("message", str(exc), code="bad_command")], msg.payload)
         else:
             if self.alarms is not None:
                 self.alarms.on_command(command)
@@ -266,18 +274,36 @@ class IngestService:
     def _record(self, events: list, audit: list) -> None:
         self.writer.submit(Item(Batch(alarms=list(events), audit=list(audit))))
 
-    def _refuse(self, topic: str, refusal: Refusal, payload: bytes) -> None:
-        """Report a refusal on the rejected topic, count it, and log it (throttled per class)."""
-        now = now_ms()
-        self.metrics.refusals.labels(refusal.scope, refusal.code).inc()
-        report = refusal_report(topic, refusal, payload, now)
+    def _rate_limited(self, site: str, chair: str, msg: paho.MQTTMessage) -> None:
+        """Count a message over its chair's budget; report it at most once a second per chair."""
+        self.metrics.refusals.labels("message", "rate_limited").inc()
+        entry = self._limited_report.setdefault((site, chair), [0.0, 0])
+        entry[1] += 1
+        mono = time.monotonic()
+        if mono - entry[0] < 1.0:
+            return
+        refusal = Refusal("message", f"chair over its budget of {self.settings.chair_rate_kib_s:g} KiB/s "
+                                     f"(burst {self.settings.chair_burst_kib:g} KiB): {int(entry[1])} messages "
+                                     "refused since the last report", code="rate_limited")
+        entry[0], entry[1] = mono, 0
+        report = refusals_report(msg.topic, [refusal], msg.payload, now_ms())
         self.client.publish(self.topics.rejected, json.dumps(report), qos=1)
-        seen = self._refusal_log.setdefault(refusal.code, [0.0, 0])
+        log.warning("rate limited %s: %s", msg.topic[:200], refusal.reason)
+
+    def _refuse(self, topic: str, refusals: list[Refusal], payload: bytes) -> None:
+        """Report a message's refusals once on the rejected topic, count each, and log (throttled per class)."""
+        now = now_ms()
+        for refusal in refusals:
+            self.metrics.refusals.labels(refusal.scope, refusal.code).inc()
+        report = refusals_report(topic, refusals, payload, now)
+        self.client.publish(self.topics.rejected, json.dumps(report), qos=1)
+        first = refusals[0]
+        seen = self._refusal_log.setdefault(first.code, [0.0, 0])
         mono = time.monotonic()
         if mono - seen[0] >= REFUSAL_LOG_EVERY_S:
             suppressed = f" ({int(seen[1])} more of this kind since the last line)" if seen[1] else ""
-            what = {"message": "refused message", "reading": "refused reading", "vital": "dropped value"}[refusal.scope]
-            log.warning("%s on %s: %s%s", what, topic[:200], report["reason"], suppressed)
+            what = {"message": "refused message", "reading": "refused reading", "vital": "dropped value"}[first.scope]
+            log.warning("%s on %s: %s%s", what, topic[:200], report["reason"][:500], suppressed)
             seen[0], seen[1] = mono, 0
         else:
             seen[1] += 1

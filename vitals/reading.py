@@ -27,6 +27,10 @@ REFUSAL_CODES: tuple[str, ...] = (
     "bad_topic", "too_large", "not_utf8", "not_json", "not_reading", "empty_array", "too_many_readings",
     "ts_missing", "ts_invalid", "ts_future", "ts_too_old", "no_vitals", "vital_invalid", "vital_range",
     "sys_not_above_dia", "seq_invalid",
+    # session, status and ack topics, and a bug while handling a message (reported, never fatal)
+    "bad_session", "bad_status", "bad_command", "internal",
+    # a chair over its payload budget (ingest/fairness.py)
+    "rate_limited",
 )
 
 # Vitals in contract order, and the plausible range of each (inclusive). A value outside its range is a
@@ -273,6 +277,19 @@ def refusal_report(topic: str, refusal: Refusal, payload: bytes, now_ms: int) ->
     if refusal.index is not None:
         reason = f"reading [{refusal.index}]: {reason}"
     return {"topic": topic[:512], "reason": reason, "payload": echo_payload(payload), "ts": now_ms}
+
+
+# A refused message is reported once, naming at most this many of its refusals: a 1,000-reading array with
+# two bad vitals each must not become 2,000 reports echoing the same payload (docs/reliability.md).
+REPORT_REASONS = 5
+
+
+def refusals_report(topic: str, refusals: list[Refusal], payload: bytes, now_ms: int) -> dict[str, Any]:
+    """Return the one JSON object published on the rejected topic for all the refusals of one message."""
+    reasons = [refusal_report(topic, r, b"", now_ms)["reason"] for r in refusals[:REPORT_REASONS]]
+    if len(refusals) > REPORT_REASONS:
+        reasons.append(f"and {len(refusals) - REPORT_REASONS} more")
+    return {"topic": topic[:512], "reason": "; ".join(reasons), "payload": echo_payload(payload), "ts": now_ms}
 
 
 def format_ts(ts_ms: int) -> str:

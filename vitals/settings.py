@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     # Store
     store_url: str = Field("sqlite:///data/vitals.db", description="sqlite:///path, influxdb://host:port/db, influxdb2://host:port/bucket?org=ORG")
     influx_token: SecretStr | None = Field(None, description="InfluxDB 2.x/3.x API token (also read from INFLUX_TOKEN)")
-    influx_retention: str = Field("90d", description="retention of a bucket the store creates (influxdb2), e.g. 90d; 0 = forever")
+    influx_retention: str = Field("90d", description="retention of an InfluxDB database the store creates, e.g. 90d; 0 = forever")
     store_timeout_s: float = Field(5.0, description="timeout of one store request")
 
     # Ingest
@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     batch_max_readings: int = Field(5000, description="write a batch when it holds this many readings")
     batch_max_delay_ms: int = Field(50, description="write a batch at most this long after its first reading")
     spool_max_mb: float = Field(512.0, description="bound of the local spool used while the store is down")
+    chair_rate_kib_s: float = Field(16.0, description="per-chair sustained readings payload budget, KiB/s (0 = off)")
+    chair_burst_kib: float = Field(1024.0, description="per-chair burst budget, KiB (a reconnect backlog fits)")
     http_host: str = Field("127.0.0.1", description="address of the health and metrics HTTP server")
     http_port: int = Field(9108, description="port of the health and metrics HTTP server (0 = disabled)")
 

@@ -21,7 +21,9 @@ from vitals.topics import Topics
 
 pytestmark = pytest.mark.integration
 
-T0 = int(time.time() * 1000) - 3_600_000  # an hour ago: inside the accepted window, clear of "future"
+T0 = int(time.time() * 1000) - 3_600_000
+# The alarm engine (issue 4) is not on main yet; the ingest refuses to start without it unless told so.
+NO_ALARMS = ("--no-alarms",)  # an hour ago: inside the accepted window, clear of "future"
 
 
 def stored_seqs(influxd: Influxd, db: str, site: str) -> list[int]:
@@ -45,7 +47,7 @@ def test_mosquitto_pub_lands_valid_readings_once_and_refuses_bad_ones(
     mosquitto: Mosquitto, influxd: Influxd, site: str, tmp_path: Path
 ) -> None:
     db = f"db_{site}".replace("-", "_")
-    ingest = IngestProcess(tmp_path / "ingest", mosquitto.url, influxd.store_url(db), "--site", site)
+    ingest = IngestProcess(tmp_path / "ingest", mosquitto.url, influxd.store_url(db), "--site", site, *NO_ALARMS)
     ingest.start()
     rejected = MqttCollector(mosquitto.url, Topics().rejected)
     try:
@@ -53,8 +55,13 @@ def test_mosquitto_pub_lands_valid_readings_once_and_refuses_bad_ones(
         good = [json.dumps({"ts": T0 + i * 1000, "seq": i, "hr": 60 + i % 40, "spo2": 97, "rr": 14}) for i in range(200)]
         # a gateway batch (array) and a cuff reading with an RFC 3339 time
         good.append(json.dumps([{"ts": T0 + 300_000 + i * 1000, "seq": 300 + i, "hr": 80} for i in range(50)]))
-        good.append(json.dumps({"ts": "2020-01-01T00:00:00.500+01:00", "seq": 999, "sys": 130, "dia": 85, "map": 100}))
+        cuff_ms = (T0 // 1000 + 250) * 1000 + 500  # between the two runs of 1 Hz readings
+        cuff_time = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(cuff_ms // 1000 + 3600)) + ".500+01:00"
+        good.append(json.dumps({"ts": cuff_time, "seq": 999, "sys": 130, "dia": 85, "map": 100}))
         duplicates = good[:100]  # re-sent: must not be stored twice
+        # Valid by the contract (after 2000) but older than the database's 90-day retention: InfluxDB refuses it
+        # for good; the ingest must say so (log, metric) and go on storing everything after it.
+        beyond_retention = json.dumps({"ts": "2020-01-01T00:00:00Z", "seq": 998, "hr": 70})
         bad = [
             "not json",
             '{"ts": NaN, "hr": 70}',
@@ -67,7 +74,7 @@ def test_mosquitto_pub_lands_valid_readings_once_and_refuses_bad_ones(
             json.dumps({"ts": T0, "hr": "fast"}),  # no vital left
             json.dumps([{"ts": T0, "hr": 70}] * 1001),  # too many
         ]
-        mosquitto_pub_lines(mosquitto.port, topic, good + duplicates + bad)
+        mosquitto_pub_lines(mosquitto.port, topic, [*good[:150], beyond_retention, *good[150:], *duplicates, *bad])
         # A dropped vital keeps the rest of its reading; a bad topic id is refused.
         mosquitto_pub_lines(mosquitto.port, topic, [json.dumps({"ts": T0 + 900_000, "seq": 2000, "hr": 70, "spo2": 140})])
         mosquitto_pub_lines(mosquitto.port, f"clinic/{site}/chair/bad chair/vitals", [json.dumps({"ts": T0, "hr": 70})])
@@ -82,7 +89,7 @@ def test_mosquitto_pub_lands_valid_readings_once_and_refuses_bad_ones(
         assert store.count_readings(site=site) == len(expected)
         one = [r for r in store.readings(site, "chair-1", T0 + 900_000, T0 + 900_001)]
         assert len(one) == 1 and one[0].hr == 70 and one[0].spo2 is None
-        cuff = store.readings(site, "chair-1", 1_577_833_200_000, 1_577_833_201_000)
+        cuff = store.readings(site, "chair-1", cuff_ms, cuff_ms + 1)
         assert [(r.sys, r.dia, r.map, r.seq) for r in cuff] == [(130, 85, 100, 999)]
 
         # Every bad one refused with a readable reason.
@@ -98,6 +105,8 @@ def test_mosquitto_pub_lands_valid_readings_once_and_refuses_bad_ones(
 
         metrics = ingest.metrics()
         assert metrics["ingest_readings_stored_total"] >= len(expected)
+        assert metrics["ingest_store_rejected_total"] == 1
+        assert "refused 1 of" in ingest.log() and "retention" in ingest.log()
         assert metrics['ingest_refusals_total{code="not_json",scope="message"}'] == 2
         assert metrics['ingest_refusals_total{code="bad_topic",scope="message"}'] == 1
         assert metrics["ingest_spool_items"] == 0

@@ -177,7 +177,6 @@ def test_mqtts_with_ca_and_client_certificate(tls_broker: tuple[Mosquitto, int],
 
 def test_ingest_connects_over_mqtts_and_stores(tls_broker: tuple[Mosquitto, int], pki: Path, tmp_path: Path,
                                                site: str) -> None:
-    pytest.importorskip("vitals.store.sqlite", reason="SQLite store not landed yet")
     from vitals.store import open_store
 
     _, tls_port = tls_broker

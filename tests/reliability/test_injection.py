@@ -101,11 +101,9 @@ def round_trip(store_url: str) -> None:
 
 
 def test_hostile_text_round_trips_through_sqlite(tmp_path: Path) -> None:
-    pytest.importorskip("vitals.store.sqlite", reason="SQLite store not landed yet")
     round_trip(f"sqlite:///{tmp_path}/inj.db")
 
 
 @pytest.mark.integration
 def test_hostile_text_round_trips_through_influxdb(influxd: Influxd) -> None:
-    pytest.importorskip("vitals.store.influx", reason="InfluxDB store not landed yet")
     round_trip(influxd.store_url("injection"))

@@ -60,11 +60,12 @@ class Publisher:
 
 
 @pytest.fixture
-def sqlite_ingest(mosquitto: Mosquitto, tmp_path: Path, site: str) -> Iterator[tuple[IngestProcess, str]]:
-    """Run the real ingest against a SQLite store for this test's site."""
-    pytest.importorskip("vitals.store.sqlite", reason="SQLite store not landed yet")
+def sqlite_ingest(mosquitto: Mosquitto, tmp_path: Path, site: str,
+                  request: pytest.FixtureRequest) -> Iterator[tuple[IngestProcess, str]]:
+    """Run the real ingest against a SQLite store for this test's site (env from an indirect parameter)."""
     store_url = f"sqlite:///{tmp_path}/vitals.db"
-    ingest = IngestProcess(tmp_path / "ingest", mosquitto.url, store_url, "--site", site, "--no-alarms")
+    env = getattr(request, "param", None) or {}
+    ingest = IngestProcess(tmp_path / "ingest", mosquitto.url, store_url, "--site", site, "--no-alarms", env=env)
     ingest.workdir.mkdir(parents=True, exist_ok=True)
     ingest.start()
     yield ingest, store_url
@@ -79,6 +80,9 @@ def healthy(ingest: IngestProcess) -> bool:
         return resp.status == 200
 
 
+# Fuzzed bodies reach 256 KiB, so a chair can spend its payload budget; its refusals are then reported once a
+# second, not once a message, and this test's exact count would not hold. The budget has its own test below.
+@pytest.mark.parametrize("sqlite_ingest", [{"INFUSION_CHAIR_RATE_KIB_S": "0"}], indirect=True)
 def test_fuzzed_payloads_through_the_real_ingest(mosquitto: Mosquitto, sqlite_ingest: tuple[IngestProcess, str],
                                                   site: str) -> None:
     from vitals.store import open_store
@@ -95,12 +99,12 @@ def test_fuzzed_payloads_through_the_real_ingest(mosquitto: Mosquitto, sqlite_in
         for i, body in enumerate(bodies):
             chair = f"c{i % 40}"
             out = validate_payload(site, chair, body, now)
-            expected_refusals += len(out.refusals)
+            expected_refusals += bool(out.refusals)  # one report per refused message, naming its reasons
             keys.update((chair, r.ts_ms) for r in out.readings)
             infos.append(pub.publish(TOPICS.vitals(site, chair), body))
         for chair in HOSTILE_CHAIRS:  # these match the ingest's '+' filter; parse_chair must refuse them
             infos.append(pub.publish(f"clinic/{site}/chair/{chair}/vitals", b'{"ts": %d, "hr": 70}' % now))
-            expected_refusals += 1
+            expected_refusals += "/" not in chair  # a '/' adds topic levels: the subscription never matches it
         for info in infos:
             info.wait_for_publish(30)
 
@@ -112,7 +116,7 @@ def test_fuzzed_payloads_through_the_real_ingest(mosquitto: Mosquitto, sqlite_in
         assert len(reports) == expected_refusals
         assert all(r["reason"].strip() for r in reports)
         bad_topic = [r for r in reports if r["topic"].split("/")[3] in HOSTILE_CHAIRS]
-        assert len(bad_topic) == len(HOSTILE_CHAIRS)
+        assert len(bad_topic) == len([c for c in HOSTILE_CHAIRS if "/" not in c])
         store = open_store(store_url)
         deadline = time.monotonic() + 30
         while store.count_readings(site=site) < len(keys) and time.monotonic() < deadline:

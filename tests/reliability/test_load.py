@@ -40,7 +40,6 @@ def thirds(values: list[float]) -> tuple[float, float, float]:
 
 def test_500_chairs_for_10_simulated_minutes(mosquitto: Mosquitto, influxd: Influxd, site: str,
                                              tmp_path: Path) -> None:
-    pytest.importorskip("vitals.store.influx", reason="InfluxDB store not landed yet")
     db = f"load_{site}".replace("-", "_")
     ingest = IngestProcess(tmp_path / "ingest", mosquitto.url, influxd.store_url(db), "--site", site, "--no-alarms")
     ingest.start()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from vitals.store.base import Latest, Series, Store, StoreError, choose_step_ms
+from vitals.store.base import Latest, Series, Store, StoreError, StoreRejected, choose_step_ms
 
-__all__ = ["Latest", "Series", "Store", "StoreError", "choose_step_ms", "open_store", "redact_url"]
+__all__ = ["Latest", "Series", "Store", "StoreError", "StoreRejected", "choose_step_ms", "open_store", "redact_url"]
 
 SCHEMES = ("sqlite", "influxdb", "influxdb2")
 

@@ -18,6 +18,17 @@ class StoreError(Exception):
     """The store could not be reached or refused the operation; the caller may retry."""
 
 
+class StoreRejected(StoreError):
+    """The store refused records for good (e.g. older than its retention); retrying cannot help.
+
+    Whatever else the write carried was stored. ``dropped`` is how many records the store refused.
+    """
+
+    def __init__(self, message: str, dropped: int) -> None:
+        super().__init__(message)
+        self.dropped = dropped
+
+
 @dataclass(frozen=True, slots=True)
 class Latest:
     """The newest value of each vital of one chair, each with its own time (epoch ms)."""
