@@ -8,9 +8,10 @@
 amqtt speaks MQTT 3.1.1 only, so clients of an amqtt broker must use ``protocol="3.1.1"`` (``broker.protocol``
 says which). amqtt keeps a persistent session (offline queue) only for a client that sends a username, so
 ``broker.url`` carries one (``demo``). amqtt does not redeliver a QoS 1 message that was sent but never
-acknowledged when the client reconnects (tests/demo/test_broker.py shows it): a demo loses at most the
-ingest's in-flight messages on a crash. It is never a production broker; production uses Mosquitto
-(docker-compose.yml, docs/deployment.md).
+acknowledged when the client reconnects, and it sends a connecting client the retained messages of every
+filter any client subscribed to, not only its own (tests/demo/test_broker.py pins both): the demo loses at
+most the ingest's in-flight messages on a crash, and its clients ignore topics they did not ask for. It is
+never a production broker; production uses Mosquitto (docker-compose.yml, docs/deployment.md).
 """
 
 from __future__ import annotations
