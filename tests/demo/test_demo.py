@@ -169,27 +169,31 @@ def test_a_taken_dashboard_port_fails_cleanly(demo_factory, tmp_path: Path) -> N
     assert processes_mentioning(str(tmp_path / "d")) == []
 
 
+def browser_sees_live_values(url: str, screenshot: Path) -> str:
+    """Open the demo's dashboard in headless Chromium; wait for a chair's live heart rate and return it."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 900})
+            page.goto(url + "/")
+            assert "/login" not in page.url  # the demo runs without login, and says so
+            live = page.locator("[id^='tile-demo--'][data-mode='live'] .num-hr .num-value").first
+            live.wait_for(timeout=60_000)
+            page.screenshot(path=str(screenshot))
+            return live.inner_text()
+        finally:
+            browser.close()
+
+
 @pytest.mark.integration
 @pytest.mark.browser
 def test_a_real_browser_shows_live_values(demo_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from playwright.sync_api import sync_playwright
-
     demo = demo_factory("--chairs", "2", "--data-dir", str(tmp_path / "demo-data"))
     url = demo.wait_for(r"Dashboard:\s+(http://127\.0\.0\.1:\d+)", START_TIMEOUT_S).group(1)
     try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM,
-                                         args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
-            try:
-                page = browser.new_page(viewport={"width": 1600, "height": 900})
-                page.goto(url + "/")
-                assert "/login" not in page.url  # the demo runs without login, and says so
-                live = page.locator("[id^='tile-demo--'][data-mode='live'] .num-hr .num-value").first
-                live.wait_for(timeout=60_000)
-                assert re.fullmatch(r"\d{2,3}", live.inner_text()), live.inner_text()
-                page.screenshot(path=str(tmp_path / "demo.png"))
-            finally:
-                browser.close()
+        assert re.fullmatch(r"\d{2,3}", browser_sees_live_values(url, tmp_path / "demo.png"))
     finally:
         assert demo.interrupt() == 0
 

@@ -1,5 +1,5 @@
 """`pip install .` then `infusion-monitor demo`: the built wheel carries every file the package needs, and the
-installed console script (not the source tree) runs the demo.
+installed console script (not the source tree) runs the demo, which headless Chromium sees with live values.
 
 The wheel is built the way scripts/test and the Dockerfile install the project (pip, with build isolation, so
 setuptools comes from the index as it does there); dependencies come from the test environment.
@@ -16,7 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.demo.test_demo import REPO, START_TIMEOUT_S, demo_factory, processes_mentioning  # noqa: F401 - fixture
+from tests.demo.test_demo import (  # noqa: F401 - demo_factory is a fixture
+    REPO,
+    START_TIMEOUT_S,
+    browser_sees_live_values,
+    demo_factory,
+    processes_mentioning,
+)
 
 PACKAGES = re.findall(r'"(\w+)\*"', re.search(r"include = \[(.*?)\]", (REPO / "pyproject.toml").read_text()).group(1))
 
@@ -50,6 +56,7 @@ def test_the_wheel_carries_every_package_file(wheel: Path) -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.browser
 def test_the_installed_console_script_runs_the_demo(wheel: Path, tmp_path: Path, demo_factory) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     target = tmp_path / "site"
     result = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
@@ -65,6 +72,7 @@ def test_the_installed_console_script_runs_the_demo(wheel: Path, tmp_path: Path,
     url = demo.wait_for(r"Dashboard:\s+(http://127\.0\.0\.1:\d+)", START_TIMEOUT_S).group(1)
     with urllib.request.urlopen(url + "/", timeout=10) as resp:
         assert resp.status == 200
+    assert re.fullmatch(r"\d{2,3}", browser_sees_live_values(url, tmp_path / "installed-demo.png"))
     assert demo.interrupt() == 0, "".join(demo.lines[-40:])
     assert processes_mentioning(str(data_dir)) == []
     loaded = subprocess.run([sys.executable, "-c", "import infusion_monitor, sys; print(infusion_monitor.__file__)"],
