@@ -47,7 +47,7 @@ def test_mosquitto_pub_lands_valid_readings_once_and_refuses_bad_ones(
     mosquitto: Mosquitto, influxd: Influxd, site: str, tmp_path: Path
 ) -> None:
     db = f"db_{site}".replace("-", "_")
-    ingest = IngestProcess(tmp_path / "ingest", mosquitto.url, influxd.store_url(db), "--site", site, *NO_ALARMS)
+    ingest = IngestProcess(tmp_path / "ingest", mosquitto.url, influxd.store_url(db), "--site", site)
     ingest.start()
     rejected = MqttCollector(mosquitto.url, Topics().rejected)
     try:
