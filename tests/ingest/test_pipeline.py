@@ -21,9 +21,7 @@ from vitals.topics import Topics
 
 pytestmark = pytest.mark.integration
 
-T0 = int(time.time() * 1000) - 3_600_000
-# The alarm engine (issue 4) is not on main yet; the ingest refuses to start without it unless told so.
-NO_ALARMS = ("--no-alarms",)  # an hour ago: inside the accepted window, clear of "future"
+T0 = int(time.time() * 1000) - 3_600_000  # an hour ago: inside the accepted window, clear of "future"
 
 
 def stored_seqs(influxd: Influxd, db: str, site: str) -> list[int]:
@@ -157,7 +155,7 @@ def test_influxdb_outage_of_half_a_minute_loses_nothing(
     mosquitto: Mosquitto, own_influxd: Influxd, site: str, tmp_path: Path
 ) -> None:
     db = "vitals"
-    ingest = IngestProcess(tmp_path / "ingest", mosquitto.url, own_influxd.store_url(db), "--site", site, "--no-alarms")
+    ingest = IngestProcess(tmp_path / "ingest", mosquitto.url, own_influxd.store_url(db), "--site", site)
     ingest.start()
     stream = Stream(mosquitto.url, site)
     stream.start()
@@ -185,7 +183,7 @@ def test_kill_minus_nine_of_the_ingest_loses_nothing(
     mosquitto: Mosquitto, influxd: Influxd, site: str, tmp_path: Path
 ) -> None:
     db = f"db_{site}".replace("-", "_")
-    ingest = IngestProcess(tmp_path / "ingest", mosquitto.url, influxd.store_url(db), "--site", site, "--no-alarms")
+    ingest = IngestProcess(tmp_path / "ingest", mosquitto.url, influxd.store_url(db), "--site", site)
     ingest.start()
     stream = Stream(mosquitto.url, site, rate_hz=50)
     stream.start()
@@ -208,7 +206,7 @@ def test_kill_minus_nine_of_the_ingest_loses_nothing(
 def test_sigterm_flushes_everything_received(mosquitto: Mosquitto, tmp_path: Path, site: str) -> None:
     store_url = f"sqlite:///{tmp_path}/vitals.db"
     # A long batch delay: only the shutdown flush can have written these readings.
-    ingest = IngestProcess(tmp_path / "ingest", mosquitto.url, store_url, "--site", site, "--no-alarms",
+    ingest = IngestProcess(tmp_path / "ingest", mosquitto.url, store_url, "--site", site,
                            env={"INFUSION_BATCH_MAX_DELAY_MS": "60000"})
     ingest.start()
     lines = [json.dumps({"ts": T0 + i * 1000, "seq": i, "hr": 70}) for i in range(50)]
