@@ -17,8 +17,9 @@ from vitals.topics import Topics
 pytestmark = pytest.mark.integration
 TOPICS = Topics()
 
-# The minimal policy deploy/ ships (mosquitto pattern ACLs): a device publishes only under its own username,
-# which is "<site>.<chair>"; the ingest reads every chair and writes alarms/rejected; anything else is denied.
+# A minimal policy of the same shape as the one deploy/mosquitto/acl ships (that file itself is tested in
+# tests/deploy/test_acl.py): a device publishes only under its own username, here "<site>.<chair>"; the
+# ingest reads every chair and writes alarms/rejected; anything else is denied.
 ACL = """\
 user ingest
 topic read clinic/+/chair/+/vitals
