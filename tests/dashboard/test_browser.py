@@ -2,7 +2,7 @@
 
 Log in, watch a tile follow published readings, see NO DATA when they stop, see a retained alarm in its colour,
 acknowledge it and find the ack command on MQTT, and see the live view carry on while the store is down.
-Screenshots go to $DASHBOARD_SCREENSHOTS (docs/screens when making the docs), else the test's tmp dir.
+Screenshots go to $DASHBOARD_SCREENSHOTS (docs/screenshots when making the docs), else the test's tmp dir.
 """
 
 from __future__ import annotations
