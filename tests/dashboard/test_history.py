@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,26 @@ def test_store_down_fails_fast_and_says_why(site: str) -> None:
 def test_bench_hook_runs_one_overview_refresh(store_url: str, site: str) -> None:
     refresh = overview_refresh(store_url, site, 4)
     assert refresh() > 1000
+
+
+def test_logins_and_failures_are_audited(store_url: str, site: str, tmp_path: Path) -> None:
+    from dashboard.auth import UsersFile
+
+    users = tmp_path / "users.json"
+    UsersFile(users).add("nurse.kim", "nurse", "audit password 1")
+    services = Services(DashboardConfig(mqtt_url=None, store_url=store_url, users_file=users, site=site))
+    assert services.history.check()
+    client = create_app(services).server.test_client()
+    for password in ("wrong password", "audit password 1"):
+        page = client.get("/login").get_data(as_text=True)
+        token = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        client.post("/login", data={"username": "nurse.kim", "password": password, "csrf": token})
+    client.get("/logout")
+    store = open_store(store_url)
+    deadline = now_ms() + 10_000
+    while now_ms() < deadline and len(store.audit(site)) < 3:
+        time.sleep(0.05)
+    records = store.audit(site)
+    assert sorted((r.action, r.user) for r in records) == [("login", "nurse.kim"), ("login_failed", "nurse.kim"),
+                                                           ("logout", "nurse.kim")]
+    assert "audit password" not in json.dumps([r.detail for r in records])
