@@ -258,3 +258,37 @@ def test_expired_session_returns_to_the_login_page(browser, dashboard) -> None: 
     sessions.clock = lambda: real() + sessions.lifetime_s + 1  # the shift is over
     page.wait_for_selector("#login-submit", timeout=15_000)
     assert "/login?next=" in page.url
+
+
+def test_admin_edits_limits_in_the_chair_view(browser, mosquitto, publisher, site, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    users = tmp_path / "users.json"
+    UsersFile(users).add("admin.lee", "admin", PASSWORD)
+    store_url = f"sqlite:///{tmp_path / 'vitals.db'}"
+    dashboard = serve(DashboardConfig(mqtt_url=mosquitto.url, store_url=store_url, port=free_port(), site=site,
+                                      users_file=users))
+    collector = MqttCollector(mosquitto.url, f"clinic/{site}/chair/+/limits")
+    try:
+        publisher.publish(TOPICS.vitals(site, "c-01"), json.dumps({"ts": now_ms(), "hr": 70}), qos=1)
+        page = browser.new_page(viewport=SCREENS["desktop"])
+        page.goto(dashboard.url + f"/chair/{site}/c-01")
+        page.fill("#username", "admin.lee")
+        page.fill("#password", PASSWORD)
+        page.click("#login-submit")
+        field = page.locator("#limits-panel input").first  # HR, high alarm below
+        field.wait_for(timeout=20_000)
+        field.fill("35")
+        field.press("Enter")
+        page.click("#limits-save")
+        page.wait_for_function("() => document.querySelector('#limits-feedback').innerText.includes('Saved')",
+                               timeout=10_000)
+        assert collector.wait_for(lambda c: c.payloads("/c-01/limits"), timeout=10)
+        doc = json.loads(collector.payloads("/c-01/limits")[0])
+        assert doc["limits"]["hr"]["low_high"] == 35.0 and doc["user"] == "admin.lee"
+        from vitals.store import open_store
+
+        records = open_store(store_url).audit(site)
+        assert [(r.action, r.chair) for r in records if r.action == "alarm_limits"] == [("alarm_limits", "c-01")]
+    finally:
+        collector.close()
+        publisher.publish(f"clinic/{site}/chair/c-01/limits", "", qos=1, retain=True)
+        dashboard.stop()
