@@ -45,7 +45,7 @@ def layout(services: Services, site: str, chair: str) -> html.Div:
         html.Div(
             [
                 dcc.Dropdown(id="chair-range", options=[{"label": v, "value": k} for k, v in RANGES.items()],
-                             value="session", clearable=False, className="range-dropdown"),
+                             value="session", clearable=False, searchable=False, className="range-dropdown"),
                 html.A("Export CSV", id="chair-export", href="#", className="btn btn-export", download=""),
             ],
             className="chair-controls",
