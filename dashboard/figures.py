@@ -143,10 +143,18 @@ def trend_figure(series: Series, limits: dict[str, dict[str, float]], events: Se
     for event in events:
         if event.event in ("raised", "upgraded", "acknowledged", "escalated"):
             by_row.setdefault(rows.get(event.vital, 1), []).append(event)
+    last_y: dict[str, float | None] = {}  # an acknowledgement has no value: mark it at its alarm's last one
+    ys: dict[int, float | None] = {}
+    for event in sorted(events, key=lambda e: e.ts):
+        y = event.value if event.value is not None else event.limit
+        if y is None:
+            y = last_y.get(event.alarm_id)
+        last_y[event.alarm_id] = y
+        ys[id(event)] = y
     for row, items in by_row.items():
         fig.add_trace(go.Scatter(
             x=[_dt(e.ts) for e in items],
-            y=[e.value if e.value is not None else e.limit for e in items],
+            y=[ys.get(id(e)) for e in items],
             mode="markers", showlegend=False,
             marker={"symbol": ["triangle-down" if e.event != "acknowledged" else "circle-open" for e in items],
                     "size": 13, "color": [PRIORITY_COLOURS[e.priority] for e in items], "line": {"width": 2}},

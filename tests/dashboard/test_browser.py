@@ -20,6 +20,7 @@ from dashboard.auth import UsersFile
 from dashboard.server import RunningDashboard, serve
 from dashboard.services import DashboardConfig
 from tests.dashboard.scene import TOPICS, alarm, now_ms, publish_live, publish_scene, seed_store
+from tests.dashboard.scene import session as session_payload
 from tests.servers import Mosquitto, MqttCollector, free_port
 from vitals.mqtt import connect, make_client, wait_connected
 
@@ -200,6 +201,8 @@ def test_screenshots(browser, mosquitto, publisher, site, tmp_path) -> None:  # 
     seed_store(store_url, site, chairs)  # 40 minutes of history: sparklines and trends have something to show
     dashboard = start_dashboard(mosquitto, site, tmp_path, store_url)
     publish_scene(publisher, site, chairs, history_s=0)
+    # c-02's session began with the stored history, so its chair view shows the whole session.
+    publisher.publish(TOPICS.session(site, "c-02"), session_payload("c-02", now_ms() - 39 * 60_000), qos=1, retain=True)
     stop = threading.Event()
 
     def pump() -> None:

@@ -52,6 +52,7 @@ def test_trend_figure_has_limits_events_and_sessions() -> None:
     assert len(markers) == 1
     assert list(markers[0].marker.color) == [PRIORITY_COLOURS["high"]] * 2
     assert any("by nurse.kim" in text for text in markers[0].text)
+    assert list(markers[0].y) == [83.0, 83.0]  # the acknowledgement sits at its alarm's value
     assert any(t.fill == "tonexty" for t in fig.data)  # min/max band when downsampled
     vlines = [s for s in shapes if s.x0 == s.x1 and str(s.yref).endswith("domain")]
     assert len(vlines) == 2 * 4  # session start and end, on every panel
