@@ -35,8 +35,8 @@ log = logging.getLogger("ingest.alarms")
 
 # The wall clock is read once a second: no_data needs 15 s, escalation 60 s, so 1 s is fine grain enough.
 TICK_S = 1.0
-# Save the state this often when it changed (and always on stop). A crash loses at most this much, and what it
-# loses is re-derived from redelivered readings with the same deterministic alarm ids.
+# Save the state this often when wall-clock changes (ticks) alone changed it, and always on stop. Changes caused
+# by messages are saved by the writer's checkpoint before those messages are acknowledged (ingest/writer.py).
 SAVE_EVERY_S = 5.0
 
 Publish = Callable[[str, bytes, int, bool], None]
