@@ -91,6 +91,7 @@ class IngestService:
             from ingest.alarms.service import AlarmService
 
             self.alarms = AlarmService(settings, self.topics, publish=self._publish, record=self._record)
+            self.writer.checkpoint = self.alarms.checkpoint
 
     # -- lifecycle --------------------------------------------------------------------------------------
 
@@ -271,8 +272,8 @@ class IngestService:
     def _publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
         self.client.publish(topic, payload, qos=qos, retain=retain)
 
-    def _record(self, events: list, audit: list) -> None:
-        self.writer.submit(Item(Batch(alarms=list(events), audit=list(audit))))
+    def _record(self, events: list, audit: list, on_durable: Callable[[], None] | None = None) -> None:
+        self.writer.submit(Item(Batch(alarms=list(events), audit=list(audit)), on_durable, after_checkpoint=False))
 
     def _rate_limited(self, site: str, chair: str, msg: paho.MQTTMessage) -> None:
         """Count a message over its chair's budget; report it at most once a second per chair."""

@@ -4,7 +4,11 @@
 ``on_*`` methods from the paho network thread. Every event is published on ``{prefix}/{site}/alarms/events``
 (QoS 1), handed to ``record`` for the store, and to the notifier; a chair whose alarm list changed gets its
 retained ``{prefix}/{site}/chair/{chair}/alarms`` array republished. The state is saved in
-``{data_dir}/alarm_state.json`` every few seconds and on stop, so a restart neither re-raises nor loses alarms.
+``{data_dir}/alarm_state.json`` before the ingest acknowledges messages the engine evaluated (the writer's
+checkpoint, coalesced), every few seconds for wall-clock changes, and on stop. With it goes the outbox: events
+published but not yet durable in the store or spool. So after a crash the engine has seen every acknowledged
+reading (unacknowledged ones are redelivered), and the outbox events are recorded (idempotent in the store) and
+published again: alarm events are stored exactly once and published at least once, as QoS 1 promises.
 """
 
 from __future__ import annotations
@@ -31,12 +35,12 @@ log = logging.getLogger("ingest.alarms")
 
 # The wall clock is read once a second: no_data needs 15 s, escalation 60 s, so 1 s is fine grain enough.
 TICK_S = 1.0
-# Save the state this often when it changed (and always on stop). A crash loses at most this much, and what it
-# loses is re-derived from redelivered readings with the same deterministic alarm ids.
+# Save the state this often when wall-clock changes (ticks) alone changed it, and always on stop. Changes caused
+# by messages are saved by the writer's checkpoint before those messages are acknowledged (ingest/writer.py).
 SAVE_EVERY_S = 5.0
 
 Publish = Callable[[str, bytes, int, bool], None]
-Record = Callable[[list[AlarmEvent], list[AuditRecord]], None]
+Record = Callable[[list[AlarmEvent], list[AuditRecord], Callable[[], None] | None], None]
 
 
 def wall_ms() -> int:
@@ -64,6 +68,8 @@ class AlarmService:
         self._ticker: threading.Thread | None = None
         self._dirty = False
         self.events_published = 0
+        # Events handed to the store writer and not yet durable, keyed as the store keys them.
+        self._outbox: dict[tuple[str, str, str, int], AlarmEvent] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
@@ -140,8 +146,26 @@ class AlarmService:
         for site, chair in self.engine.take_changed():
             self._publish(self.topics.alarms(site, chair), self.active_payload(site, chair), 1, True)
         if events or audit:
-            self._record(list(events), list(audit or []))
+            self._record_durably(list(events), list(audit or []))
             self._dirty = True
+
+    def _record_durably(self, events: list[AlarmEvent], audit: list[AuditRecord]) -> None:
+        """Hand records to the store writer, keeping events in the outbox until the writer says they are durable."""
+        keys = [(e.alarm_id, e.event, e.chair, e.ts) for e in events]
+        for key, event in zip(keys, events, strict=True):
+            self._outbox[key] = event
+
+        def durable() -> None:
+            with self._lock:
+                for key in keys:
+                    self._outbox.pop(key, None)
+
+        self._record(events, audit, durable if keys else None)
+
+    def checkpoint(self) -> None:
+        """Save the state now if it changed (the writer calls this before acknowledging evaluated messages)."""
+        if self._dirty:
+            self._save()
 
     def _notify(self, event: AlarmEvent) -> None:
         if event.event not in ("raised", "upgraded", "escalated"):
@@ -178,7 +202,7 @@ class AlarmService:
     def _save(self) -> None:
         """Write the state atomically (temporary file, fsync, rename); the lock is held only for the snapshot."""
         with self._lock:
-            state = self.engine.to_state()
+            state = {"engine": self.engine.to_state(), "outbox": [e.to_json_obj() for e in self._outbox.values()]}
             self._dirty = False
         with self._save_lock:
             try:
@@ -198,11 +222,21 @@ class AlarmService:
             return
         try:
             state: Any = json.loads(self.state_path.read_text(encoding="utf-8"))
-            self.engine.load_state(state)
+            engine_state = state.get("engine", state)  # files saved before the outbox held the engine alone
+            self.engine.load_state(engine_state)
+            outbox = [AlarmEvent.from_json_obj(obj) for obj in state.get("outbox", [])]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             bad = self.state_path.with_suffix(".bad")
             log.error("alarm state %s is unreadable (%s); starting empty, kept as %s", self.state_path, exc, bad)
             os.replace(self.state_path, bad)
             self.engine = AlarmEngine(self.book, self.engine.config)
             return
+        if outbox:
+            # Published before the crash, perhaps not sent and not stored: store them (idempotent), send again
+            # (QoS 1 consumers dedupe on alarm_id + event), and notify again (a double beats a lost one).
+            log.warning("re-sending %d alarm events that were not yet durable when the ingest stopped", len(outbox))
+            for event in outbox:
+                self._publish(self.topics.alarm_events(event.site), json.dumps(event.to_json_obj()).encode(), 1, False)
+                self._notify(event)
+            self._record_durably(outbox, [])
         self.engine.restarted(self._clock())

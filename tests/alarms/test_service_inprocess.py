@@ -25,7 +25,8 @@ TOPICS = Topics()
 class Outputs:
     """Everything the service published and recorded."""
 
-    def __init__(self) -> None:
+    def __init__(self, durable: bool = True) -> None:
+        self.durable = durable  # False: the store writer never confirms (the process dies before it writes)
         self.published: list[tuple[str, Any, int, bool]] = []
         self.events: list[AlarmEvent] = []
         self.audit: list[AuditRecord] = []
@@ -35,10 +36,12 @@ class Outputs:
         with self.lock:
             self.published.append((topic, json.loads(payload), qos, retain))
 
-    def record(self, events: list[AlarmEvent], audit: list[AuditRecord]) -> None:
+    def record(self, events: list[AlarmEvent], audit: list[AuditRecord], on_durable: Any = None) -> None:
         with self.lock:
             self.events += events
             self.audit += audit
+        if on_durable is not None and self.durable:
+            on_durable()
 
     def on(self, topic: str) -> list[Any]:
         with self.lock:
@@ -53,9 +56,9 @@ class Outputs:
         return bool(predicate())
 
 
-def make(tmp_path: Path, **settings: Any) -> tuple[AlarmService, Outputs]:
+def make(tmp_path: Path, durable: bool = True, **settings: Any) -> tuple[AlarmService, Outputs]:
     """Return a started service writing its state under tmp_path."""
-    out = Outputs()
+    out = Outputs(durable)
     service = AlarmService(Settings(data_dir=tmp_path / "data", **settings), TOPICS, publish=out.publish, record=out.record)
     service.start()
     return service, out
@@ -114,13 +117,34 @@ def test_restart_restores_alarms_and_does_not_re_raise(tmp_path: Path) -> None:
     assert out2.on(TOPICS.alarm_events(SITE)) == []
 
 
+def test_events_not_yet_durable_at_a_crash_are_recorded_and_published_again(tmp_path: Path) -> None:
+    service, out = make(tmp_path, durable=False)
+    service.on_readings(series("spo2", [83.0] * 6))
+    service.checkpoint()  # the writer saves before acknowledging; then the process dies, the event unwritten
+    [lost] = out.events
+    service._stop.set()  # a SIGKILL: no stop(), no final save
+
+    again, out2 = make(tmp_path)
+    try:
+        assert [e.alarm_id for e in out2.events] == [lost.alarm_id]  # recorded again (idempotent in the store)
+        assert [p["alarm_id"] for p in out2.on(TOPICS.alarm_events(SITE))] == [lost.alarm_id]
+        again.on_readings(series("spo2", [83.0] * 6))  # redelivered readings: seen already, nothing new
+        again.checkpoint()
+    finally:
+        again.stop()
+    assert len(out2.events) == 1
+    third, out3 = make(tmp_path)  # durable now: nothing is sent a third time
+    third.stop()
+    assert out3.events == [] and out3.on(TOPICS.alarm_events(SITE)) == []
+
+
 def test_unreadable_state_is_set_aside_and_the_service_starts_empty(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "alarm_state.json").write_text("{not json")
     service, _out = make(tmp_path)
     service.stop()
     assert (tmp_path / "data" / "alarm_state.bad").read_text() == "{not json"
-    assert json.loads((tmp_path / "data" / "alarm_state.json").read_text())["chairs"] == []
+    assert json.loads((tmp_path / "data" / "alarm_state.json").read_text())["engine"]["chairs"] == []
 
 
 def test_failed_notification_raises_notify_failed(tmp_path: Path) -> None:

@@ -199,3 +199,98 @@ def test_a_full_spool_holds_acks_then_drains(own_mosquitto: Mosquitto, own_influ
     finally:
         watcher.stop()
         ingest.stop()
+
+
+class EventCollector:
+    """A persistent-session subscriber to alarm events: the broker keeps its queue across a restart."""
+
+    def __init__(self, url: str, site: str) -> None:
+        self.events: list[dict] = []
+        self._lock = threading.Lock()
+        self.client, target = make_client(url, f"events-{site}", persistent=True)
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, *_: c.subscribe(TOPICS.alarm_events(site), qos=1)
+        connect(self.client, target, clean_start=False, session_expiry_s=3600)
+        self.client.loop_start()
+        assert wait_connected(self.client, 10)
+        time.sleep(0.3)
+
+    def _on_message(self, client, userdata, msg) -> None:  # type: ignore[no-untyped-def]
+        with self._lock:
+            self.events.append(json.loads(msg.payload))
+
+    def keys(self, vital: str) -> list[tuple[str, str]]:
+        """Return (alarm_id, event) of every received physiological event of a vital, duplicates included."""
+        with self._lock:
+            return [(e["alarm_id"], e["event"]) for e in self.events if e["vital"] == vital and e["kind"] == "physiological"]
+
+    def close(self) -> None:
+        """Disconnect."""
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def test_alarm_events_survive_kills_and_a_broker_restart_neither_lost_nor_doubled(
+    own_mosquitto: Mosquitto, own_influxd: Influxd, site: str, tmp_path: Path
+) -> None:
+    from ingest.alarms.engine import AlarmEngine, EngineConfig
+    from ingest.alarms.rules import load_rules
+    from vitals.reading import Reading
+    from vitals.store import open_store
+
+    db = "alarm_faults"
+    ingest = IngestProcess(tmp_path / "ingest", own_mosquitto.url, own_influxd.store_url(db), "--site", site)
+    ingest.start()
+    events = EventCollector(own_mosquitto.url, site)
+    chair = "chair-hr"
+    # Event time runs at 1 s per reading, published at 20 a second: 85 s cycles of HR 70 (30 s), 125 (25 s,
+    # so the 15 s medium tachycardia rule raises) and 70 again (30 s, clears past the 5/min hysteresis).
+    cycle = [70.0] * 30 + [125.0] * 25 + [70.0] * 30
+    start = int(time.time() * 1000) - 2 * 3_600_000
+    readings = [Reading(site, chair, start + i * 1000, seq=i, hr=cycle[i % len(cycle)]) for i in range(20 * len(cycle))]
+    client, target = make_client(own_mosquitto.url, f"device-{site}")
+    acked: set[int] = set()
+    client.on_publish = lambda c, u, mid, reason, props: acked.add(mid)
+    connect(client, target)
+    client.loop_start()
+    assert wait_connected(client, 10)
+    mids = []
+    try:
+        for i, reading in enumerate(readings):
+            mids.append(client.publish(TOPICS.vitals(site, chair), json.dumps(reading.to_json_obj()), qos=1).mid)
+            time.sleep(0.05)
+            if i in (300, 700):
+                ingest.stop(signal.SIGKILL)  # mid-episode or between episodes: the broker queues meanwhile
+                time.sleep(1)
+                ingest.start()
+            elif i == 1000:
+                own_mosquitto.restart()
+            elif i == 1300:
+                own_influxd.stop()
+            elif i == 1450:
+                own_influxd.start()
+        assert wait_until(lambda: all(m in acked for m in mids), 60), "the broker never took some readings"
+        store = open_store(own_influxd.store_url(db))
+        assert wait_until(lambda: store.count_readings(site=site) == len(readings), 90), store.count_readings(site=site)
+
+        oracle = AlarmEngine(load_rules(), EngineConfig())
+        expected = [(e.alarm_id, e.event) for r in readings for e in oracle.on_readings([r])
+                    if e.vital == "hr" and e.kind == "physiological"]
+        assert len(expected) == 2 * 20 and {e for _, e in expected} == {"raised", "cleared"}
+
+        def stored() -> list[tuple[str, str]]:
+            return [(e.alarm_id, e.event) for e in store.alarm_events(site=site, chair=chair)
+                    if e.vital == "hr" and e.kind == "physiological"]
+
+        assert wait_until(lambda: sorted(stored()) == sorted(expected), 30), (len(stored()), len(expected))
+        assert wait_until(lambda: set(events.keys("hr")) >= set(expected), 30)
+        wire = events.keys("hr")
+        doubled = len(wire) - len(set(wire))
+        print(f"\nalarm faults: {len(expected)} hr events expected; stored exactly once; on the wire "
+              f"{len(set(wire))} distinct, {doubled} sent twice (QoS 1: consumers dedupe on alarm_id + event)")
+        assert set(wire) == set(expected)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        events.close()
+        ingest.stop()
