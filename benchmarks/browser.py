@@ -53,7 +53,8 @@ def measure(ctx: Context, chairs: int, probes: int = 20) -> dict[str, Any]:
         return {"skipped": f"dashboard CLI has no port flag ({sorted(flags)})"}
     site = ctx.unique("dash")
     port = free_port()
-    cmd = [sys.executable, "-m", "infusion_monitor", "dashboard", flags["port"], str(port)]
+    # Bound to loopback, so --no-login is allowed: the benchmark times the screen, not the sign-in.
+    cmd = [sys.executable, "-m", "infusion_monitor", "dashboard", flags["port"], str(port), "--no-login"]
     if "mqtt-url" in flags:
         cmd += [flags["mqtt-url"], ctx.mosquitto.url]
     if "store-url" in flags:
@@ -100,11 +101,14 @@ def _drive(ctx: Context, site: str, port: int, probes: int) -> dict[str, Any]:
             page.goto(f"http://127.0.0.1:{port}/", wait_until="networkidle", timeout=30000)
             # Make the probe chair known to the page first, then time fresh values.
             client.publish(topics.vitals(site, PROBE), json.dumps({"ts": time.time_ns() // 1_000_000, "hr": 200}), qos=1)
-            page.wait_for_function("() => document.body.innerText.includes('200')", timeout=15000)
+            # Read the probe tile's HR numeral itself: at 2,000 chairs "201" is somewhere else on the page too.
+            cell = f"document.querySelector('#tile-{site}--{PROBE} .num-hr .num-value')"
+            page.wait_for_function(f"() => {{ const c = {cell}; return c !== null && c.innerText.trim() === '200'; }}",
+                                   timeout=15000)
             for k in range(probes):
                 value = 201 + k % 49
-                script = ("v => { if (document.body.innerText.includes(String(v))) { window.__seen = Date.now(); return true; }"
-                          " return false; }")
+                script = (f"v => {{ const c = {cell}; if (c !== null && c.innerText.trim() === String(v)) "
+                          "{ window.__seen = Date.now(); return true; } return false; }")
                 published = time.time()
                 client.publish(topics.vitals(site, PROBE), json.dumps({"ts": time.time_ns() // 1_000_000, "hr": value}), qos=1)
                 try:
