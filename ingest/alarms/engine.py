@@ -25,6 +25,7 @@ replay or a restart without saved state repeats an event rather than inventing a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -137,6 +138,10 @@ class AlarmEngine:
         self.book = book
         self.config = config or EngineConfig()
         self._chairs: dict[tuple[str, str], _Chair] = {}
+        # Chairs changed since their JSON was last made, and that JSON: the ingest saves the state before each
+        # acknowledgement round (5 a second), so only changed chairs are serialised again (to_state_text).
+        self._touched: set[tuple[str, str]] = set()
+        self._json: dict[tuple[str, str], str] = {}
         self._changed: set[tuple[str, str]] = set()
         self.ignored_readings = 0  # not newer than the newest of their chair
 
@@ -208,12 +213,14 @@ class AlarmEngine:
         events: list[AlarmEvent] = []
         chair = self._chairs.get((site, chair_id))
         if chair is not None:
+            self._touched.add((site, chair_id))
             self._set_condition(chair, "notify_failed", False, now_ms, events)
         return events
 
     def tick(self, now_ms: int) -> list[AlarmEvent]:
         """Advance the wall clock: no_data, offline, audio-pause expiry and escalation."""
         events: list[AlarmEvent] = []
+        self._touched.update(self._chairs)  # a tick may change any chair (last seen, pauses, escalation)
         for chair in self._chairs.values():
             if chair.seen:
                 chair.last_seen_ms = now_ms
@@ -276,16 +283,17 @@ class AlarmEngine:
 
     def to_state(self) -> dict[str, Any]:
         """Return the whole state as JSON-able data (see load_state); a snapshot sharing nothing mutable."""
-        chairs = []
-        for chair in self._chairs.values():
-            obj = {name: getattr(chair, name) for name in _CHAIR_FIELDS}
-            for name in ("vital_ts", "pending", "last_raise"):
-                obj[name] = dict(obj[name])
-            obj["session"] = None if chair.session is None else {n: getattr(chair.session, n) for n in _SESSION_FIELDS}
-            obj["alarms"] = [{n: getattr(a, n) for n in _ALARM_FIELDS} for a in chair.alarms.values()]
-            obj["seen"] = False
-            chairs.append(obj)
-        return {"version": STATE_VERSION, "chairs": chairs}
+        return {"version": STATE_VERSION, "chairs": [_chair_state(chair) for chair in self._chairs.values()]}
+
+    def to_state_text(self) -> str:
+        """Return the state as JSON text (what to_state gives), serialising only chairs changed since last time."""
+        for key in self._touched:
+            chair = self._chairs.get(key)
+            if chair is not None:
+                self._json[key] = json.dumps(_chair_state(chair), separators=(",", ":"))
+        self._touched.clear()
+        parts = [self._json[key] for key in self._chairs]
+        return f'{{"version":{STATE_VERSION},"chairs":[{",".join(parts)}]}}'
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         """Replace the state with one saved by to_state; raise ValueError if it is not one."""
@@ -302,10 +310,13 @@ class AlarmEngine:
             chairs[(chair.site, chair.chair)] = chair
         self._chairs = chairs
         self._changed = set(chairs)
+        self._touched = set(chairs)
+        self._json = {}
 
     # -- internals ------------------------------------------------------------------------------------------
 
     def _chair(self, site: str, chair_id: str) -> _Chair:
+        self._touched.add((site, chair_id))
         chair = self._chairs.get((site, chair_id))
         if chair is None:
             chair = self._chairs[(site, chair_id)] = _Chair(site, chair_id)
@@ -442,3 +453,14 @@ class AlarmEngine:
         overdue_ms = self.book.nibp_overdue_factor * self.config.cuff_interval_min * 60_000
         is_cuff = any(getattr(reading, v) is not None for v in CUFF_RULE_VITALS)
         self._set_condition(chair, "nibp_overdue", not is_cuff and ts - since >= overdue_ms, ts, events)
+
+
+def _chair_state(chair: _Chair) -> dict[str, Any]:
+    """Return one chair's state as JSON-able data sharing nothing mutable."""
+    obj = {name: getattr(chair, name) for name in _CHAIR_FIELDS}
+    for name in ("vital_ts", "pending", "last_raise"):
+        obj[name] = dict(obj[name])
+    obj["session"] = None if chair.session is None else {n: getattr(chair.session, n) for n in _SESSION_FIELDS}
+    obj["alarms"] = [{n: getattr(a, n) for n in _ALARM_FIELDS} for a in chair.alarms.values()]
+    obj["seen"] = False
+    return obj

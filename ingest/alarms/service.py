@@ -202,14 +202,16 @@ class AlarmService:
     def _save(self) -> None:
         """Write the state atomically (temporary file, fsync, rename); the lock is held only for the snapshot."""
         with self._lock:
-            state = {"engine": self.engine.to_state(), "outbox": [e.to_json_obj() for e in self._outbox.values()]}
+            engine_text = self.engine.to_state_text()
+            outbox = [e.to_json_obj() for e in self._outbox.values()]
             self._dirty = False
         with self._save_lock:
             try:
                 self.state_path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = self.state_path.with_suffix(".tmp")
+                text = f'{{"engine":{engine_text},"outbox":{json.dumps(outbox, separators=(",", ":"))}}}'
                 with open(tmp, "w", encoding="utf-8") as fh:
-                    json.dump(state, fh, separators=(",", ":"))
+                    fh.write(text)
                     fh.flush()
                     os.fsync(fh.fileno())
                 os.replace(tmp, self.state_path)

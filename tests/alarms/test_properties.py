@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from hypothesis import HealthCheck, given, settings
@@ -58,8 +60,9 @@ STEPS = st.lists(
 )
 
 
-def run(steps: list[Step]) -> tuple[AlarmEngine, list[AlarmEvent], list[Reading]]:
-    """Play steps into a fresh engine; return it, every event, and every reading fed."""
+def run(steps: list[Step], after_step: Callable[[AlarmEngine], None] | None = None,
+        ) -> tuple[AlarmEngine, list[AlarmEvent], list[Reading]]:
+    """Play steps into a fresh engine (calling after_step after each); return it, every event, every reading."""
     eng = AlarmEngine(BOOK, EngineConfig(cuff_interval_min=1.0))
     events: list[AlarmEvent] = []
     readings: list[Reading] = []
@@ -87,6 +90,8 @@ def run(steps: list[Step]) -> tuple[AlarmEngine, list[AlarmEvent], list[Reading]
             events += eng.on_session(session("S-1", state="ended"), wall)
         else:
             events += eng.on_status(SITE, CHAIR, step.what, wall)
+        if after_step is not None:
+            after_step(eng)
     return eng, events, readings
 
 
@@ -164,3 +169,20 @@ def test_nothing_raised_for_a_condition_shorter_than_its_delay(steps: list[Step]
 @given(STEPS)
 def test_same_input_same_events(steps: list[Step]) -> None:
     assert run(steps)[1] == run(steps)[1]
+
+
+@PROPS
+@given(STEPS, st.integers(1, 7))
+def test_incremental_state_text_always_equals_the_full_state(steps: list[Step], every: int) -> None:
+    count = [0]
+
+    def check(eng: AlarmEngine) -> None:
+        count[0] += 1
+        if count[0] % every == 0:  # saved now and then, as the writer does, with changes in between
+            assert json.loads(eng.to_state_text()) == eng.to_state()
+
+    eng, _, _ = run(steps, check)
+    assert json.loads(eng.to_state_text()) == eng.to_state()
+    restored = AlarmEngine(BOOK, EngineConfig(cuff_interval_min=1.0))
+    restored.load_state(json.loads(eng.to_state_text()))
+    assert restored.to_state() == eng.to_state()
