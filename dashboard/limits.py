@@ -2,7 +2,8 @@
 
 The alarm engine in the ingest is the authority on alarms; these limits are what the trends draw and what
 an admin's edit publishes, retained, on ``{prefix}/{site}/chair/{chair}/limits`` and records in the audit
-trail (action ``alarm_limits``). Defaults are the shipped rule table of the alarm issue.
+trail (action ``alarm_limits``); the ingest's alarm service applies them as per-chair rule overrides. Defaults
+are read from the alarm engine's shipped rule table (ingest/alarms/default_rules.toml).
 """
 
 from __future__ import annotations
@@ -16,13 +17,20 @@ from vitals.topics import CHAIR_KINDS, Topics, check_id
 # vital -> limit name -> value. "low_high": below this is a high-priority alarm; "high_medium": above this
 # (or at it, for the cuff) is a medium-priority alarm; and so on.
 LIMIT_NAMES: tuple[str, ...] = ("low_high", "low_medium", "high_medium", "high_high")
-DEFAULT_LIMITS: dict[str, dict[str, float]] = {
-    "hr": {"low_high": 40, "low_medium": 50, "high_medium": 120, "high_high": 140},
-    "spo2": {"low_high": 85, "low_medium": 90},
-    "rr": {"low_high": 8, "high_medium": 30},
-    "sys": {"low_high": 80, "low_medium": 90, "high_medium": 160, "high_high": 180},
-    "dia": {"high_medium": 100, "high_high": 110},
-}
+
+
+def _shipped_limits() -> dict[str, dict[str, float]]:
+    """Return the absolute limits of the alarm engine's shipped rule table (the one place they live)."""
+    from ingest.alarms.rules import load_rules
+
+    out: dict[str, dict[str, float]] = {}
+    for rule in load_rules().rules:
+        if rule.limit is not None and f"{rule.direction}_{rule.priority}" in LIMIT_NAMES:
+            out.setdefault(rule.vital, {})[f"{rule.direction}_{rule.priority}"] = rule.limit
+    return out
+
+
+DEFAULT_LIMITS: dict[str, dict[str, float]] = _shipped_limits()
 EDITABLE: tuple[str, ...] = tuple(DEFAULT_LIMITS)
 # An edit outside these bounds is a typo, not a clinical choice (they match the plausible reading ranges).
 BOUNDS: dict[str, tuple[float, float]] = {

@@ -153,7 +153,7 @@ class IngestService:
             vitals_filter = f"$share/{self.settings.shared_group}/{vitals_filter}"
         subs = [(vitals_filter, 1)]
         if self.alarms is not None or not self.settings.shared_group:
-            subs += [(self.topics.chair_filter(kind, site), 1) for kind in ("session", "status", "ack")]
+            subs += [(self.topics.chair_filter(kind, site), 1) for kind in ("session", "status", "ack", "limits")]
         return subs
 
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any = None) -> None:
@@ -256,6 +256,16 @@ class IngestService:
                 self.alarms.on_command(command)
         self.writer.submit(Item(Batch(), ack))
 
+    def _handle_limits(self, site: str, chair: str, msg: paho.MQTTMessage, ack: Callable[[], None] | None) -> None:
+        if self.alarms is not None:
+            from ingest.alarms.rules import RulesError
+
+            try:
+                self.alarms.on_limits(site, chair, msg.payload)
+            except RulesError as exc:
+                self._refuse(msg.topic, [Refusal("message", str(exc), code="bad_limits")], msg.payload)
+        self.writer.submit(Item(Batch(), ack))
+
     def _handle_other(self, site: str, chair: str, msg: paho.MQTTMessage, ack: Callable[[], None] | None) -> None:
         self.writer.submit(Item(Batch(), ack))  # our own retained alarm arrays, if a filter ever matches them
 
@@ -265,6 +275,7 @@ class IngestService:
         "status": _handle_status,
         "ack": _handle_ack,
         "alarms": _handle_other,
+        "limits": _handle_limits,
     }
 
     # -- outputs ------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ REFUSAL_CODES: tuple[str, ...] = (
     "ts_missing", "ts_invalid", "ts_future", "ts_too_old", "no_vitals", "vital_invalid", "vital_range",
     "sys_not_above_dia", "seq_invalid",
     # session, status and ack topics, and a bug while handling a message (reported, never fatal)
-    "bad_session", "bad_status", "bad_command", "internal",
+    "bad_session", "bad_status", "bad_command", "bad_limits", "internal",
     # a chair over its payload budget (ingest/fairness.py)
     "rate_limited",
 )

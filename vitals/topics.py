@@ -25,7 +25,7 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}(/[A-Za-z0-9_-]{1,64}){0,7}")
 
 # Chair-level topic kinds, in the order the contract lists them.
-CHAIR_KINDS = ("vitals", "session", "status", "alarms", "ack")
+CHAIR_KINDS = ("vitals", "session", "status", "alarms", "ack", "limits")
 
 
 class TopicError(ValueError):

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any
 
 from vitals.reading import LABELS, UNITS, Reading
@@ -280,6 +281,16 @@ class AlarmEngine:
                 chair.watch_from_ms = max(chair.watch_from_ms, now_ms)
 
     # -- persistence ----------------------------------------------------------------------------------------
+
+    def set_chair_overrides(self, site: str, chair_id: str, overrides: Mapping[str, Mapping[str, Any]]) -> None:
+        """Replace a chair's rule overrides ({rule id: {field: value}}, already validated); empty removes them."""
+        chairs = dict(self.book.chair_overrides)
+        if overrides:
+            chairs[(site, chair_id)] = MappingProxyType({k: MappingProxyType(dict(v)) for k, v in overrides.items()})
+        else:
+            chairs.pop((site, chair_id), None)
+        self.book = replace(self.book, chair_overrides=MappingProxyType(chairs), _cache={})
+        self._touched.add((site, chair_id))
 
     def to_state(self) -> dict[str, Any]:
         """Return the whole state as JSON-able data (see load_state); a snapshot sharing nothing mutable."""

@@ -394,6 +394,12 @@ def apply_overrides(book: RuleBook, text: str, source: str) -> RuleBook:
     )
 
 
+def chair_overrides(book: RuleBook, site: str, obj: object, where: str) -> dict[str, dict[str, Any]]:
+    """Return validated per-chair overrides ({rule id: {limit, priority, delay_s, enabled}}) for a site's rules."""
+    site_rules = {r.id: replace(r, **book.site_overrides.get(site, {}).get(r.id, {})) for r in book.rules}
+    return _parse_overrides(obj, where, site_rules)
+
+
 def _check_id(value: str, where: str) -> None:
     try:
         check_id(value, where)

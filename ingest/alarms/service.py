@@ -29,7 +29,7 @@ from vitals.topics import Topics
 
 from .engine import AlarmEngine, EngineConfig
 from .notifier import Notice, Notifier
-from .rules import load_rules
+from .rules import RulesError, chair_overrides, load_rules
 
 log = logging.getLogger("ingest.alarms")
 
@@ -125,6 +125,27 @@ class AlarmService:
             audit = AuditRecord(ts=now, action=command.action, user=command.user, site=command.site,
                                 chair=command.chair, alarm_id=command.alarm_id, detail=detail)
             self._emit(events, audit=[audit])
+
+    def on_limits(self, site: str, chair: str, payload: bytes) -> None:
+        """Apply a chair's alarm limits from its retained ``.../limits`` topic; raise RulesError when invalid.
+
+        The payload is the dashboard's (docs/mqtt-contract.md): ``rules`` maps rule ids to overrides. An empty
+        payload (the retained message cleared) returns the chair to the site's rules.
+        """
+        overrides: dict[str, dict[str, Any]] = {}
+        if payload:
+            try:
+                doc = json.loads(payload)
+            except (ValueError, RecursionError):
+                raise RulesError("limits payload is not JSON") from None
+            if not isinstance(doc, dict) or not isinstance(doc.get("rules"), dict):
+                raise RulesError("limits payload needs a 'rules' object of rule overrides")
+            overrides = chair_overrides(self.book, site, doc["rules"], f"limits of {site}/{chair}")
+        with self._lock:
+            self.engine.set_chair_overrides(site, chair, overrides)
+            self._dirty = True
+        log.info("alarm limits of %s/%s: %s", site, chair,
+                 ", ".join(f"{rid} {fields}" for rid, fields in overrides.items()) or "site defaults")
 
     def tick(self) -> None:
         """Advance the engine to the wall clock now (the ticker calls this every second)."""

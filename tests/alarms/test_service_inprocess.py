@@ -183,3 +183,27 @@ def test_ticker_raises_no_data_on_the_wall_clock(tmp_path: Path) -> None:
         assert out.wait(lambda: any(e["vital"] == "no_data" for e in out.on(TOPICS.alarm_events(SITE))), timeout=10)
     finally:
         service.stop()
+
+
+def test_a_chairs_limits_from_the_dashboard_change_its_alarms_and_bad_ones_are_refused(tmp_path: Path) -> None:
+    import pytest
+
+    from dashboard.limits import to_payload
+    from ingest.alarms.rules import RulesError
+
+    service, out = make(tmp_path)
+    try:
+        payload = to_payload({"hr": {"high_medium": 130.0}}, "admin.ana", 0).encode()
+        service.on_limits(SITE, CHAIR, payload)
+        service.on_readings(series("hr", [125.0] * 20))  # above the default 120, below this chair's 130
+        assert out.on(TOPICS.alarm_events(SITE)) == []
+        service.on_readings(series("hr", [135.0] * 20, start_s=20))
+        [raised] = out.on(TOPICS.alarm_events(SITE))
+        assert (raised["event"], raised["vital"], raised["limit"]) == ("raised", "hr", 130.0)
+        with pytest.raises(RulesError, match="no rule with id"):
+            service.on_limits(SITE, CHAIR, b'{"rules": {"hr-sideways": {"limit": 1}}}')
+        with pytest.raises(RulesError, match="rules"):
+            service.on_limits(SITE, CHAIR, b'{"limits": {}}')
+        service.on_limits(SITE, "c-other", b"")  # a cleared retained topic: back to the site's rules
+    finally:
+        service.stop()
