@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from dash import Dash
 
@@ -11,6 +12,18 @@ from dashboard.pages import alarms, chair, login, overview
 from dashboard.services import Services
 
 ASSETS = Path(__file__).with_name("assets")
+
+
+def _install_health(server: Any, services: Services) -> None:
+    """Serve ``/healthz`` without a login (no patient data): 200 while the live MQTT feed is up, else 503."""
+    from flask import jsonify
+
+    @server.route("/healthz")
+    def healthz() -> Any:
+        links = services.state.links()
+        body = {"healthy": links.broker_connected, "mqtt_connected": links.broker_connected,
+                "store_ok": links.store_available}
+        return jsonify(body), 200 if links.broker_connected else 503
 
 
 def create_app(services: Services) -> Dash:
@@ -25,6 +38,7 @@ def create_app(services: Services) -> Dash:
     overview.register(app, services)
     chair.register(app, services)
     alarms.register(app, services)
+    _install_health(app.server, services)
     services.gate.set_script_hashes(list(app.csp_hashes()))
     if services.config.trust_proxy:
         from werkzeug.middleware.proxy_fix import ProxyFix

@@ -23,11 +23,13 @@ def _shipped_limits() -> dict[str, dict[str, float]]:
     """Return the absolute limits of the alarm engine's shipped rule table (the one place they live)."""
     from ingest.alarms.rules import load_rules
 
-    out: dict[str, dict[str, float]] = {}
+    found: dict[str, dict[str, float]] = {}
     for rule in load_rules().rules:
         if rule.limit is not None and f"{rule.direction}_{rule.priority}" in LIMIT_NAMES:
-            out.setdefault(rule.vital, {})[f"{rule.direction}_{rule.priority}"] = rule.limit
-    return out
+            found.setdefault(rule.vital, {})[f"{rule.direction}_{rule.priority}"] = rule.limit
+    # The form's order: vitals as on a tile, limits from the lowest to the highest.
+    order = [v for v in ("hr", "spo2", "rr", "sys", "dia") if v in found]
+    return {v: {n: found[v][n] for n in LIMIT_NAMES if n in found[v]} for v in order}
 
 
 DEFAULT_LIMITS: dict[str, dict[str, float]] = _shipped_limits()

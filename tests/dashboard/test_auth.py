@@ -65,6 +65,9 @@ def test_every_route_refuses_without_a_session(client) -> None:  # type: ignore[
             if path in ("/login", "/logout") or path.startswith(("/assets/", "/_dash-component-suites/", "/_favicon")):
                 public_seen.add(path)
                 continue
+            if path == "/healthz":  # public on purpose: link state only, checked below
+                assert set(response.get_json()) == {"healthy", "mqtt_connected", "store_ok"}
+                continue
             body = response.get_data(as_text=True)
             if method == "GET" and not path.startswith(("/_dash-", "/_reload", "/export")):
                 assert response.status_code == 302, (method, path, response.status_code)
@@ -214,3 +217,11 @@ def test_user_add_command_reads_the_password_from_stdin(tmp_path: Path) -> None:
                            cwd=REPO, timeout=60)
     assert again.returncode == 2 and "exists" in again.stderr
     assert json.loads(path.read_text())["users"]["nurse.kim"]["role"] == "nurse"
+
+
+def test_healthz_needs_no_login_and_tells_only_link_state(services: Services, client) -> None:  # type: ignore[no-untyped-def]
+    services.state.set_broker(False)
+    down = client.get("/healthz")
+    assert down.status_code == 503 and down.get_json()["healthy"] is False
+    services.state.set_broker(True)
+    assert client.get("/healthz").status_code == 200
