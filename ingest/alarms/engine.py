@@ -138,6 +138,7 @@ class AlarmEngine:
     def __init__(self, book: RuleBook, config: EngineConfig | None = None) -> None:
         self.book = book
         self.config = config or EngineConfig()
+        self._file_chairs = dict(book.chair_overrides)  # chair overrides of the rules file, under the dashboard's
         self._chairs: dict[tuple[str, str], _Chair] = {}
         # Chairs changed since their JSON was last made, and that JSON: the ingest saves the state before each
         # acknowledgement round (5 a second), so only changed chairs are serialised again (to_state_text).
@@ -285,8 +286,13 @@ class AlarmEngine:
     def set_chair_overrides(self, site: str, chair_id: str, overrides: Mapping[str, Mapping[str, Any]]) -> None:
         """Replace a chair's rule overrides ({rule id: {field: value}}, already validated); empty removes them."""
         chairs = dict(self.book.chair_overrides)
-        if overrides:
-            chairs[(site, chair_id)] = MappingProxyType({k: MappingProxyType(dict(v)) for k, v in overrides.items()})
+        # Layer on the rules file's own chair level (kept from the book the engine started with), field by field,
+        # so an empty payload returns the chair to the file's rules rather than dropping them.
+        merged = {rid: dict(fields) for rid, fields in self._file_chairs.get((site, chair_id), {}).items()}
+        for rid, fields in overrides.items():
+            merged.setdefault(rid, {}).update(fields)
+        if merged:
+            chairs[(site, chair_id)] = MappingProxyType({k: MappingProxyType(v) for k, v in merged.items()})
         else:
             chairs.pop((site, chair_id), None)
         self.book = replace(self.book, chair_overrides=MappingProxyType(chairs), _cache={})

@@ -105,3 +105,18 @@ def test_rules_are_frozen() -> None:
     rule = load_rules().rules[0]
     with pytest.raises(AttributeError):
         rule.limit = 1.0  # type: ignore[misc]
+
+
+def test_dashboard_limits_layer_on_the_file_chair_level_and_clearing_returns_to_it(tmp_path: Path) -> None:
+    from ingest.alarms.engine import AlarmEngine
+
+    book = load_rules(write(tmp_path, "[sites.north.chairs.c-07.rules.hr-high-medium]\nlimit = 125\ndelay_s = 20\n"))
+    eng = AlarmEngine(book)
+
+    def hr_rule() -> Rule:
+        return next(r for r in eng.book.rules_for("north", "c-07") if r.id == "hr-high-medium")
+
+    eng.set_chair_overrides("north", "c-07", {"hr-high-medium": {"limit": 130.0}})
+    assert (hr_rule().limit, hr_rule().delay_s) == (130.0, 20.0)
+    eng.set_chair_overrides("north", "c-07", {})
+    assert (hr_rule().limit, hr_rule().delay_s) == (125.0, 20.0)
