@@ -289,6 +289,8 @@ class IngestService:
     def _rate_limited(self, site: str, chair: str, msg: paho.MQTTMessage) -> None:
         """Count a message over its chair's budget; report it at most once a second per chair."""
         self.metrics.refusals.labels("message", "rate_limited").inc()
+        if len(self._limited_report) > 100_000:  # bounded under a flood of made-up chair ids
+            self._limited_report.clear()
         entry = self._limited_report.setdefault((site, chair), [0.0, 0])
         entry[1] += 1
         mono = time.monotonic()
