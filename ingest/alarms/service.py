@@ -104,16 +104,19 @@ class AlarmService:
     def on_session(self, session: Session) -> None:
         """Take a session start, update or end."""
         with self._lock:
+            self._dirty = True
             self._emit(self.engine.on_session(session, self._clock()))
 
     def on_status(self, site: str, chair: str, status: str) -> None:
         """Take a device status, ``online`` or ``offline``."""
         with self._lock:
+            self._dirty = True
             self._emit(self.engine.on_status(site, chair, status, self._clock()))
 
     def on_command(self, command: AckCommand) -> None:
         """Apply an acknowledge or audio-pause command and record it in the audit trail."""
         with self._lock:
+            self._dirty = True
             now = self._clock()
             events = self.engine.on_command(command, now)
             if command.action == "pause_audio":
