@@ -287,22 +287,20 @@ class IngestService:
         self.writer.submit(Item(Batch(alarms=list(events), audit=list(audit)), on_durable, after_checkpoint=False))
 
     def _rate_limited(self, site: str, chair: str, msg: paho.MQTTMessage) -> None:
-        """Count a message over its chair's budget; report it at most once a second per chair."""
-        self.metrics.refusals.labels("message", "rate_limited").inc()
+        """Count a message over its chair's budget; report it (through _refuse) at most once a second per chair."""
         if len(self._limited_report) > 100_000:  # bounded under a flood of made-up chair ids
             self._limited_report.clear()
         entry = self._limited_report.setdefault((site, chair), [0.0, 0])
         entry[1] += 1
         mono = time.monotonic()
         if mono - entry[0] < 1.0:
+            self.metrics.refusals.labels("message", "rate_limited").inc()
             return
         refusal = Refusal("message", f"chair over its budget of {self.settings.chair_rate_kib_s:g} KiB/s "
                                      f"(burst {self.settings.chair_burst_kib:g} KiB): {int(entry[1])} messages "
                                      "refused since the last report", code="rate_limited")
         entry[0], entry[1] = mono, 0
-        report = refusals_report(msg.topic, [refusal], msg.payload, now_ms())
-        self.client.publish(self.topics.rejected, json.dumps(report), qos=1)
-        log.warning("rate limited %s: %s", msg.topic[:200], refusal.reason)
+        self._refuse(msg.topic, [refusal], msg.payload)
 
     def _refuse(self, topic: str, refusals: list[Refusal], payload: bytes) -> None:
         """Report a message's refusals once on the rejected topic, count each, and log (throttled per class)."""

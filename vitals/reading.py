@@ -273,10 +273,12 @@ def echo_payload(payload: bytes) -> str:
 
 def refusal_report(topic: str, refusal: Refusal, payload: bytes, now_ms: int) -> dict[str, Any]:
     """Return the JSON object published on the rejected topic for one refusal."""
-    reason = refusal.reason
-    if refusal.index is not None:
-        reason = f"reading [{refusal.index}]: {reason}"
-    return {"topic": topic[:512], "reason": reason, "payload": echo_payload(payload), "ts": now_ms}
+    return {"topic": topic[:512], "reason": _reason(refusal), "payload": echo_payload(payload), "ts": now_ms}
+
+
+def _reason(refusal: Refusal) -> str:
+    """Return a refusal's reason for people, naming the reading of an array it concerns."""
+    return refusal.reason if refusal.index is None else f"reading [{refusal.index}]: {refusal.reason}"
 
 
 # A refused message is reported once, naming at most this many of its refusals: a 1,000-reading array with
@@ -286,7 +288,7 @@ REPORT_REASONS = 5
 
 def refusals_report(topic: str, refusals: list[Refusal], payload: bytes, now_ms: int) -> dict[str, Any]:
     """Return the one JSON object published on the rejected topic for all the refusals of one message."""
-    reasons = [refusal_report(topic, r, b"", now_ms)["reason"] for r in refusals[:REPORT_REASONS]]
+    reasons = [_reason(r) for r in refusals[:REPORT_REASONS]]
     if len(refusals) > REPORT_REASONS:
         reasons.append(f"and {len(refusals) - REPORT_REASONS} more")
     return {"topic": topic[:512], "reason": "; ".join(reasons), "payload": echo_payload(payload), "ts": now_ms}

@@ -164,7 +164,7 @@ class AlarmService:
     def _emit(self, events: list[AlarmEvent], audit: list[AuditRecord] | None = None) -> None:
         """Publish, record and notify events; republish changed chairs. Call with the lock held."""
         for event in events:
-            self._publish(self.topics.alarm_events(event.site), json.dumps(event.to_json_obj()).encode(), 1, False)
+            self._publish_event(event)
             self.events_published += 1
             self._notify(event)
         for site, chair in self.engine.take_changed():
@@ -172,6 +172,10 @@ class AlarmService:
         if events or audit:
             self._record_durably(list(events), list(audit or []))
             self._dirty = True
+
+    def _publish_event(self, event: AlarmEvent) -> None:
+        """Publish one event on its site's events topic (QoS 1, not retained)."""
+        self._publish(self.topics.alarm_events(event.site), json.dumps(event.to_json_obj()).encode(), 1, False)
 
     def _record_durably(self, events: list[AlarmEvent], audit: list[AuditRecord]) -> None:
         """Hand records to the store writer, keeping events in the outbox until the writer says they are durable."""
@@ -262,7 +266,7 @@ class AlarmService:
             # (QoS 1 consumers dedupe on alarm_id + event), and notify again (a double beats a lost one).
             log.warning("re-sending %d alarm events that were not yet durable when the ingest stopped", len(outbox))
             for event in outbox:
-                self._publish(self.topics.alarm_events(event.site), json.dumps(event.to_json_obj()).encode(), 1, False)
+                self._publish_event(event)
                 self._notify(event)
             self._record_durably(outbox, [])
         self.engine.restarted(self._clock())

@@ -383,8 +383,8 @@ class InfluxStore(Store):
         self._ensure()
         self._post_lines([text for s in sessions if (text := line("sessions", {"site": s.site, "chair": s.chair}, {
             "session_id": s.session_id, "state": s.state, "ended_at": s.ended_at, "drug": s.drug,
-            "dose_mg_per_kg": _float(s.dose_mg_per_kg), "duration_min": _float(s.duration_min),
-            "patient_ref": s.patient_ref, "baseline_sys": _float(s.baseline_sys),
+            "dose_mg_per_kg": _num(s.dose_mg_per_kg), "duration_min": _num(s.duration_min),
+            "patient_ref": s.patient_ref, "baseline_sys": _num(s.baseline_sys),
         }, s.started_at))])
 
     def sessions(self, site: str | None = None, chair: str | None = None,
@@ -410,7 +410,7 @@ class InfluxStore(Store):
         self._post_lines([text for e in events if (text := line(
             "alarms", {"site": e.site, "chair": e.chair, "event": e.event, "alarm_key": _key(e.alarm_id)},
             {"alarm_id": e.alarm_id, "vital": e.vital, "kind": e.kind, "priority": e.priority,
-             "value": _float(e.value), "limit": _float(e.limit), "user": e.user, "text": e.text}, e.ts))])
+             "value": _num(e.value), "limit": _num(e.limit), "user": e.user, "text": e.text}, e.ts))])
 
     def alarm_events(self, site: str | None = None, chair: str | None = None,
                      start_ms: int | None = None, end_ms: int | None = None) -> list[AlarmEvent]:
@@ -495,10 +495,6 @@ def _columns(names: Sequence[str]) -> str:
 
 def _num(value: object) -> float | None:
     return None if value is None else float(value)  # type: ignore[arg-type]
-
-
-def _float(value: float | None) -> float | None:
-    return None if value is None else float(value)
 
 
 def _opt_str(value: object) -> str | None:
