@@ -271,17 +271,21 @@ class IngestProcess(Server):
 class MqttCollector:
     """A real paho subscriber that records every message on some filters (for assertions)."""
 
-    def __init__(self, url: str, *filters: str, protocol: str = "5") -> None:
+    def __init__(self, url: str, *filters: str, protocol: str = "5", persistent_id: str | None = None) -> None:
+        """Subscribe at QoS 1; with ``persistent_id`` on a persistent session the broker keeps across restarts."""
         import threading
 
         from vitals.mqtt import connect, make_client, wait_connected
 
         self.messages: list[tuple[str, bytes, bool]] = []
         self._lock = threading.Lock()
-        self.client, target = make_client(url, protocol=protocol)
+        self.client, target = make_client(url, persistent_id or "", protocol=protocol, persistent=bool(persistent_id))
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, *_: c.subscribe([(f, 1) for f in filters])
-        connect(self.client, target)
+        if persistent_id:
+            connect(self.client, target, clean_start=False, session_expiry_s=3600)
+        else:
+            connect(self.client, target)
         self.client.loop_start()
         if not wait_connected(self.client, 10):
             raise TimeoutError(f"could not connect to {url}")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import Influxd, IngestProcess, Mosquitto
+from tests.servers import Influxd, IngestProcess, Mosquitto, MqttCollector
 from vitals.mqtt import connect, make_client, wait_connected
 from vitals.topics import Topics
 
@@ -201,33 +201,10 @@ def test_a_full_spool_holds_acks_then_drains(own_mosquitto: Mosquitto, own_influ
         ingest.stop()
 
 
-class EventCollector:
-    """A persistent-session subscriber to alarm events: the broker keeps its queue across a restart."""
-
-    def __init__(self, url: str, site: str) -> None:
-        self.events: list[dict] = []
-        self._lock = threading.Lock()
-        self.client, target = make_client(url, f"events-{site}", persistent=True)
-        self.client.on_message = self._on_message
-        self.client.on_connect = lambda c, *_: c.subscribe(TOPICS.alarm_events(site), qos=1)
-        connect(self.client, target, clean_start=False, session_expiry_s=3600)
-        self.client.loop_start()
-        assert wait_connected(self.client, 10)
-        time.sleep(0.3)
-
-    def _on_message(self, client, userdata, msg) -> None:  # type: ignore[no-untyped-def]
-        with self._lock:
-            self.events.append(json.loads(msg.payload))
-
-    def keys(self, vital: str) -> list[tuple[str, str]]:
-        """Return (alarm_id, event) of every received physiological event of a vital, duplicates included."""
-        with self._lock:
-            return [(e["alarm_id"], e["event"]) for e in self.events if e["vital"] == vital and e["kind"] == "physiological"]
-
-    def close(self) -> None:
-        """Disconnect."""
-        self.client.disconnect()
-        self.client.loop_stop()
+def hr_events(collector: MqttCollector) -> list[tuple[str, str]]:
+    """Return (alarm_id, event) of every physiological hr event received, duplicates included."""
+    events = [json.loads(p) for p in collector.payloads()]
+    return [(e["alarm_id"], e["event"]) for e in events if e["vital"] == "hr" and e["kind"] == "physiological"]
 
 
 def test_alarm_events_survive_kills_and_a_broker_restart_neither_lost_nor_doubled(
@@ -241,7 +218,8 @@ def test_alarm_events_survive_kills_and_a_broker_restart_neither_lost_nor_double
     db = "alarm_faults"
     ingest = IngestProcess(tmp_path / "ingest", own_mosquitto.url, own_influxd.store_url(db), "--site", site)
     ingest.start()
-    events = EventCollector(own_mosquitto.url, site)
+    # A persistent session: the broker keeps what the ingest publishes while mosquitto itself restarts.
+    events = MqttCollector(own_mosquitto.url, TOPICS.alarm_events(site), persistent_id=f"events-{site}")
     chair = "chair-hr"
     # Event time runs at 1 s per reading, published at 20 a second: 85 s cycles of HR 70 (30 s), 125 (25 s,
     # so the 15 s medium tachycardia rule raises) and 70 again (30 s, clears past the 5/min hysteresis).
@@ -283,8 +261,8 @@ def test_alarm_events_survive_kills_and_a_broker_restart_neither_lost_nor_double
                     if e.vital == "hr" and e.kind == "physiological"]
 
         assert wait_until(lambda: sorted(stored()) == sorted(expected), 30), (len(stored()), len(expected))
-        assert wait_until(lambda: set(events.keys("hr")) >= set(expected), 30)
-        wire = events.keys("hr")
+        assert wait_until(lambda: set(hr_events(events)) >= set(expected), 30)
+        wire = hr_events(events)
         doubled = len(wire) - len(set(wire))
         print(f"\nalarm faults: {len(expected)} hr events expected; stored exactly once; on the wire "
               f"{len(set(wire))} distinct, {doubled} sent twice (QoS 1: consumers dedupe on alarm_id + event)")
