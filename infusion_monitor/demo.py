@@ -32,6 +32,8 @@ DEFAULT_CHAIRS = 8
 DEFAULT_SCENARIO = "clinic-day"
 DEFAULT_SITE = "demo"
 CONNECT_TIMEOUT_S = 15.0
+# The identity of the demo's own broker, which listens on a new free port every run (ingest/origin.py).
+DEMO_BROKER_ID = "demo-embedded-broker"
 # Simulated span assumed for a scenario without its own duration, when placing a fast run in the past.
 DEFAULT_SPAN_S = 8 * 3600.0
 
@@ -146,6 +148,8 @@ def start_parts(args: argparse.Namespace, demo: Demo, data_dir: Path) -> str:
     settings = demo_settings(
         mqtt_url=broker.url, mqtt_protocol=broker.protocol, store_url=f"sqlite:///{data_dir / 'vitals.db'}",
         data_dir=data_dir, http_host="127.0.0.1", http_port=free_port(), mqtt_client_id="infusion-demo-ingest",
+        # The broker is the demo's own, on a new port each run: name it, so a kept --data-dir stays its state.
+        broker_id=DEMO_BROKER_ID,
     )
     demo.urls["health"] = f"http://127.0.0.1:{settings.http_port}/healthz"
 

@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shared-group", help="MQTT shared-subscription group for storage-only replicas")
     parser.add_argument("--client-id", dest="mqtt_client_id", help="MQTT client id (stable across restarts)")
     parser.add_argument("--no-alarms", action="store_true", help="store readings only; evaluate no alarms")
+    parser.add_argument("--fresh-state", dest="state_mismatch", action="store_const", const="fresh",
+                        help="when the spool or alarm state belongs to another broker or store, move it aside and "
+                        "start empty (default: refuse to start)")
 
 
 def settings_from_args(args: argparse.Namespace, names: tuple[str, ...]):  # type: ignore[no-untyped-def]
@@ -41,13 +44,18 @@ def settings_from_args(args: argparse.Namespace, names: tuple[str, ...]):  # typ
 
 def run(args: argparse.Namespace) -> int:
     """Run until SIGTERM/SIGINT; flush and acknowledge before exiting."""
+    from ingest.origin import OriginMismatch
     from ingest.service import IngestService
 
     settings = settings_from_args(args, (
         "mqtt_url", "mqtt_protocol", "topic_prefix", "store_url", "site", "data_dir", "http_host", "http_port",
-        "shared_group", "mqtt_client_id",
+        "shared_group", "mqtt_client_id", "state_mismatch",
     ))
-    service = IngestService(settings, alarms=not args.no_alarms)
+    try:
+        service = IngestService(settings, alarms=not args.no_alarms)
+    except OriginMismatch as exc:
+        log.error("%s", exc)
+        return 2
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -26,6 +26,7 @@ import paho.mqtt.client as paho
 
 from ingest.fairness import ChairBudget
 from ingest.metrics import HealthServer, Metrics
+from ingest.origin import Origin, OriginMismatch
 from ingest.spool import Batch, Spool
 from ingest.writer import Item, Writer
 from vitals.mqtt import connect, make_client, redact
@@ -58,7 +59,8 @@ class IngestService:
             settings.store_url, token=settings.token(), timeout_s=settings.store_timeout_s,
             retention=settings.influx_retention,
         )
-        self.spool = Spool(settings.data_dir / "spool.db", int(settings.spool_max_mb * 1024 * 1024))
+        self.spool = Spool(settings.data_dir / "spool.db", int(settings.spool_max_mb * 1024 * 1024),
+                           origin=Origin.from_settings(settings), fresh=settings.state_mismatch == "fresh")
         self.writer = Writer(
             self.store, self.spool, self.metrics,
             max_items=settings.batch_max_readings, max_delay_s=settings.batch_max_delay_ms / 1000,
@@ -90,7 +92,11 @@ class IngestService:
         elif alarms:
             from ingest.alarms.service import AlarmService
 
-            self.alarms = AlarmService(settings, self.topics, publish=self._publish, record=self._record)
+            try:
+                self.alarms = AlarmService(settings, self.topics, publish=self._publish, record=self._record)
+            except OriginMismatch:
+                self.spool.close()
+                raise
             self.writer.checkpoint = self.alarms.checkpoint
 
     # -- lifecycle --------------------------------------------------------------------------------------

@@ -2,19 +2,24 @@
 
 A SQLite file in the data directory, one row per batch, fsynced on every append (synchronous=FULL), so a
 batch acknowledged to the broker after it reached the spool survives a crash. Drained oldest first.
+The file records the origin (store) its batches are bound for, and never drains into another (ingest/origin.py).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ingest.origin import Origin, OriginMismatch, decide, enforce, set_aside
 from vitals.reading import Reading
 from vitals.records import AlarmEvent, AuditRecord, Session
+
+log = logging.getLogger("ingest.spool")
 
 
 @dataclass(slots=True)
@@ -68,19 +73,54 @@ class SpoolFull(Exception):
 class Spool:
     """Batches kept on local disk, oldest first, bounded in bytes."""
 
-    def __init__(self, path: Path, max_bytes: int) -> None:
+    def __init__(self, path: Path, max_bytes: int, *, origin: Origin | None = None, fresh: bool = False) -> None:
+        """Open the spool; with ``origin``, refuse one left for another store (or with ``fresh`` set it aside)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.max_bytes = max_bytes
+        self.aside: Path | None = None
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        existed = path.exists()
+        self._open()
+        if origin is not None:
+            self._bind(origin, existed, fresh)
+
+    def _open(self) -> None:
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS spool (id INTEGER PRIMARY KEY AUTOINCREMENT, items INTEGER NOT NULL, body BLOB NOT NULL)"
         )
+        self._db.execute("CREATE TABLE IF NOT EXISTS origin (id INTEGER PRIMARY KEY CHECK (id = 1), body TEXT NOT NULL)")
         row = self._db.execute("SELECT COUNT(*), COALESCE(SUM(items), 0), COALESCE(SUM(LENGTH(body)), 0) FROM spool").fetchone()
         self.batches, self.items, self.bytes = int(row[0]), int(row[1]), int(row[2])
+
+    def _bind(self, origin: Origin, existed: bool, fresh: bool) -> None:
+        """Check the recorded origin: its batches are bound for one store (docs/reliability.md)."""
+        row = self._db.execute("SELECT body FROM origin WHERE id = 1").fetchone()
+        recorded = None if row is None else Origin.from_json_obj(json.loads(row[0]))
+        decision = decide(existed, recorded, origin, always=(), while_pending=("store",), pending=self.items > 0)
+        holding = f"{self.items} records not yet stored"
+        try:
+            move = enforce("spool", self.path, decision, recorded, origin, fresh=fresh, holding=holding)
+        except OriginMismatch:
+            self._db.close()
+            raise
+        if move:
+            self._db.close()
+            self.aside = set_aside(self.path)
+            log.warning("spool %s held %s for %s: moved aside to %s (never drained elsewhere); starting empty for %s",
+                        self.path, holding, recorded.store if recorded else "?", self.aside, origin.store)
+            self._open()
+        if decision.verdict != "same":
+            self._db.execute("INSERT OR REPLACE INTO origin (id, body) VALUES (1, ?)", (json.dumps(origin.to_json_obj()),))
+
+    def recorded_origin(self) -> Origin | None:
+        """Return the origin recorded in the spool file, if any."""
+        with self._lock:
+            row = self._db.execute("SELECT body FROM origin WHERE id = 1").fetchone()
+        return None if row is None else Origin.from_json_obj(json.loads(row[0]))
 
     def append(self, batch: Batch) -> None:
         """Store a batch durably; raise SpoolFull when it would pass the bound."""

@@ -70,6 +70,17 @@ class Settings(BaseSettings):
     http_host: str = Field("127.0.0.1", description="address of the health and metrics HTTP server")
     http_port: int = Field(9108, description="port of the health and metrics HTTP server (0 = disabled)")
 
+    # State bound to its origin ("origin" helper; docs/reliability.md)
+    broker_id: str | None = Field(
+        None, description="the broker's identity recorded with the spool and alarm state (default: mqtt_url "
+        "without credentials, normalised); set it to keep the state when the broker's address changes")
+    store_id: str | None = Field(
+        None, description="the store's identity recorded with the spool and alarm state (default: store_url "
+        "without credentials, normalised; for SQLite the resolved path)")
+    state_mismatch: Literal["refuse", "fresh"] = Field(
+        "refuse", description="when the spool or alarm state belongs to another broker or store: refuse to "
+        "start, or (fresh) move the old files aside and start empty")
+
     # Alarms
     alarm_rules_file: Path | None = Field(None, description="TOML alarm rules overriding the shipped defaults")
     cuff_interval_min: float = Field(10.0, description="expected interval between cuff readings (nibp_overdue at 1.5x)")

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ingest.origin import Origin, decide, enforce, set_aside
 from vitals.reading import Reading, format_ts
 from vitals.records import AckCommand, AlarmEvent, AuditRecord, Session
 from vitals.settings import Settings
@@ -61,6 +62,8 @@ class AlarmService:
         self.book = load_rules(settings.alarm_rules_file)
         self.engine = AlarmEngine(self.book, EngineConfig.from_settings(settings))
         self.state_path = Path(settings.data_dir) / "alarm_state.json"
+        self.origin = Origin.from_settings(settings)
+        self.state_aside = self._bind_state(fresh=settings.state_mismatch == "fresh")
         self.notifier = Notifier(settings.notify, on_failed=self._notify_failed, on_delivered=self._notify_delivered)
         self._lock = threading.RLock()
         self._save_lock = threading.Lock()
@@ -237,7 +240,8 @@ class AlarmService:
             try:
                 self.state_path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = self.state_path.with_suffix(".tmp")
-                text = f'{{"engine":{engine_text},"outbox":{json.dumps(outbox, separators=(",", ":"))}}}'
+                text = (f'{{"origin":{json.dumps(self.origin.to_json_obj(), separators=(",", ":"))},'
+                        f'"engine":{engine_text},"outbox":{json.dumps(outbox, separators=(",", ":"))}}}')
                 with open(tmp, "w", encoding="utf-8") as fh:
                     fh.write(text)
                     fh.flush()
@@ -246,6 +250,33 @@ class AlarmService:
             except OSError as exc:
                 self._dirty = True
                 log.error("could not save alarm state to %s: %s", self.state_path, exc)
+
+    def _bind_state(self, *, fresh: bool) -> Path | None:
+        """Refuse a saved state of another broker, topic prefix or site (or of another store while its outbox
+        holds events); with ``fresh`` move it aside instead. Return where it was moved, if it was.
+
+        An unreadable file is left for ``_restore``, which keeps it as ``.bad`` and starts empty.
+        """
+        recorded: Origin | None = None
+        pending = 0
+        if self.state_path.exists():
+            try:
+                state = json.loads(self.state_path.read_text(encoding="utf-8"))
+                recorded = Origin.from_json_obj(state["origin"]) if "origin" in state else None
+                pending = len(state.get("outbox", []))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                return None
+        decision = decide(self.state_path.exists(), recorded, self.origin, always=("broker", "topic_prefix", "site"),
+                          while_pending=("store",), pending=pending > 0)
+        holding = f"{pending} alarm events not yet stored" if pending else ""
+        if not enforce("alarm state", self.state_path, decision, recorded, self.origin, fresh=fresh, holding=holding):
+            return None
+        aside = set_aside(self.state_path)
+        assert recorded is not None
+        log.warning("alarm state %s belonged to %s: moved aside to %s (its alarms are not republished); starting "
+                    "empty for %s", self.state_path, recorded.describe(decision.differs), aside,
+                    self.origin.describe(decision.differs))
+        return aside
 
     def _restore(self) -> None:
         if not self.state_path.exists():
