@@ -7,6 +7,7 @@ Playwright) and waits for a simulated chair's tile to show a live heart rate.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -167,6 +168,30 @@ def test_a_taken_dashboard_port_fails_cleanly(demo_factory, tmp_path: Path) -> N
         assert demo.proc.wait(60) == 1
     assert any(str(port) in line and "not available" in line for line in demo.lines), demo.lines
     assert processes_mentioning(str(tmp_path / "d")) == []
+
+
+@pytest.mark.integration
+def test_a_kept_data_dir_keeps_its_alarm_state_across_runs(demo_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # Each run's embedded broker listens on a new free port; the demo names it, so its state stays its own.
+    from tests.servers import free_port
+
+    data_dir = tmp_path / "demo-data"
+    first_port = free_port()
+    ports = [first_port, next(p for p in iter(free_port, None) if p != first_port)]
+    for run, port in enumerate(ports):
+        demo = demo_factory("--chairs", "2", "--data-dir", str(data_dir), "--broker-port", str(port))
+        demo.wait_for(r"Dashboard:\s+http://", START_TIMEOUT_S)
+        assert demo.ports()["broker"] == port
+        if run == 0:
+            deadline = time.monotonic() + 30
+            while readings_stored(data_dir) == 0 and time.monotonic() < deadline:
+                time.sleep(0.5)
+        else:
+            restored = demo.wait_for(r"(\d+) chairs restored", 5)
+            assert int(restored.group(1)) == 2, "".join(demo.lines[-40:])
+        assert demo.interrupt() == 0, "".join(demo.lines[-40:])
+    assert not [line for line in demo.lines if "Refusing" in line or "Traceback" in line], "".join(demo.lines)
+    assert json.loads((data_dir / "alarm_state.json").read_text())["origin"]["broker"] == "demo-embedded-broker"
 
 
 def browser_sees_live_values(url: str, screenshot: Path) -> str:
