@@ -79,7 +79,7 @@ class Settings(BaseSettings):
         "without credentials, normalised; for SQLite the resolved path)")
     state_mismatch: Literal["refuse", "fresh"] = Field(
         "refuse", description="when the spool or alarm state belongs to another broker or store: refuse to "
-        "start, or (fresh) move the old files aside and start empty")
+        "start, or 'fresh' (ingest flag --fresh-state): move the old files aside and start empty")
 
     # Alarms
     alarm_rules_file: Path | None = Field(None, description="TOML alarm rules overriding the shipped defaults")
