@@ -98,8 +98,12 @@ class Spool:
 
     def _bind(self, origin: Origin, existed: bool, fresh: bool) -> None:
         """Check the recorded origin: its batches are bound for one store (docs/reliability.md)."""
-        row = self._db.execute("SELECT body FROM origin WHERE id = 1").fetchone()
-        recorded = None if row is None else Origin.from_json_obj(json.loads(row[0]))
+        try:
+            recorded = self.recorded_origin()
+        except ValueError as exc:  # not written by this code: say so rather than guess where it belongs
+            self._db.close()
+            raise OriginMismatch(f"spool {self.path} has an unreadable origin record ({exc}); move it out of the "
+                                 "data directory, or keep it and start elsewhere") from None
         decision = decide(existed, recorded, origin, always=(), while_pending=("store",), pending=self.items > 0)
         holding = f"{self.items} records not yet stored"
         try:

@@ -265,3 +265,12 @@ def test_alarm_state_written_before_origins_is_adopted(tmp_path: Path, caplog: p
     finally:
         service.stop()
     assert json.loads(path.read_text())["origin"]["broker"] == "mqtt://broker-b:1883"
+
+
+def test_a_spool_with_an_unreadable_origin_is_refused_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "spool.db"
+    spool_with_batch(path, A)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE origin SET body = '[1]'")
+    with pytest.raises(OriginMismatch, match="unreadable origin record"):
+        Spool(path, 10_000_000, origin=A)
