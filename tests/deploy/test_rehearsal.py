@@ -59,6 +59,7 @@ APP_SERVICES = ("ingest", "dashboard", "simulator")  # built from this repositor
 SECRETS = {**helpers.SECRETS, "DOCKER_INFLUXDB_INIT_ADMIN_TOKEN": "svc-operator:operator-token-0123456789abcdef"}
 ADMIN_PASSWORD = "charge nurse password 1"
 SITE, CHAIR = "sim", chair_ids(1)[0]  # the simulator's site and first chair (clinic-day starts its session at once)
+DATABASE = "vitals"  # the bucket of the influxdb service (DOCKER_INFLUXDB_INIT_BUCKET), a database on 1.x
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 
@@ -131,6 +132,10 @@ def stack() -> Iterator[Stack]:
     broker.workdir.chmod(0o755)
     influxd = AuthInfluxd(work / "influxd")
     stack = Stack(work, services, broker, influxd)
+    # What RepoMosquitto runs is the service's entrypoint and command: start.sh, then mosquitto -c mosquitto.conf.
+    assert services["mosquitto"]["entrypoint"] == ["/bin/sh", "/mosquitto/config/start.sh"]
+    assert services["mosquitto"]["command"][1:] == ["-c", "/mosquitto/config/mosquitto.conf"]
+    assert services["influxdb"]["environment"]["DOCKER_INFLUXDB_INIT_BUCKET"] == DATABASE
     try:
         broker.start()  # start.sh: checks the secrets, builds the password file, execs mosquitto
         wait_healthy(lambda: mosquitto_healthcheck(services, broker), health_deadline(services["mosquitto"]), "mosquitto",
@@ -196,7 +201,7 @@ def sign_in(browser: Any, stack: Stack, path: str = "/") -> Any:
 def readings_stored(stack: Stack) -> int:
     """Return how many readings of the simulated chair the store holds (queried on influxd as its admin)."""
     return stack.influxd.count(f"SELECT count(\"n\") FROM \"vitals\" WHERE \"site\" = '{SITE}' AND \"chair\" = '{CHAIR}'",
-                               db=str(stack.services["influxdb"]["environment"]["DOCKER_INFLUXDB_INIT_BUCKET"]))
+                               db=DATABASE)
 
 
 def trend_state(page: Any) -> dict[str, Any]:
@@ -222,7 +227,7 @@ def trend_state(page: Any) -> dict[str, Any]:
 
 # -- the tests -------------------------------------------------------------------------------------------
 
-def test_the_rehearsal_resolves_the_file_as_docker_compose_does(stack: Stack, tmp_path: Path) -> None:
+def test_the_rehearsal_resolves_the_file_as_docker_compose_does(tmp_path: Path) -> None:
     """Our interpolation gives each app service the command and environment `docker-compose config` gives it."""
     binary = shutil.which("docker-compose") or "/usr/bin/docker-compose"
     assert Path(binary).exists(), "docker-compose is not installed: run scripts/test (it apt-installs docker-compose)"
@@ -234,8 +239,9 @@ def test_the_rehearsal_resolves_the_file_as_docker_compose_does(stack: Stack, tm
     import yaml
 
     theirs = yaml.safe_load(result.stdout)["services"]
+    services = load_compose(compose_env(SECRETS))["services"]
     for name in APP_SERVICES:
-        ours = stack.services[name]
+        ours = services[name]
         assert [str(a) for a in ours["command"]] == theirs[name]["command"], name
         assert {k: str(v) for k, v in ours["environment"].items()} == theirs[name]["environment"], name
 
@@ -256,7 +262,7 @@ def test_the_first_admin_is_created_before_the_stack_starts() -> None:
         assert text.index("dashboard user add charge.nurse") < text.index("docker compose up -d --build")
 
 
-def wait_for_readings(stack: Stack, at_least: int = 5, timeout: float = 30.0) -> int:
+def wait_for_readings(stack: Stack, at_least: int = 5, timeout: float = 20.0) -> int:
     """Wait until the store holds some readings of the simulated chair (1 Hz in real time); return how many."""
     deadline = time.monotonic() + timeout
     while (stored := readings_stored(stack)) < at_least and time.monotonic() < deadline:
@@ -271,8 +277,19 @@ def test_simulated_readings_are_stored(stack: Stack) -> None:
 def test_a_login_works(stack: Stack, browser: Any) -> None:
     page = sign_in(browser, stack)
     page.wait_for_selector("#overview", timeout=20_000)
-    page.wait_for_selector(f"#tile-{SITE}--{CHAIR}", timeout=20_000)
+    page.wait_for_selector(f"#tile-{SITE}--{CHAIR}[data-mode='live']", timeout=20_000)  # live from MQTT
     page.close()
+
+
+def test_a_login_is_recorded_in_the_audit_trail(stack: Stack, browser: Any) -> None:
+    page = sign_in(browser, stack)
+    page.wait_for_selector("#overview", timeout=20_000)
+    page.close()
+    query = f"SELECT count(\"user\") FROM \"audit\" WHERE \"action\" = 'login' AND \"user\" = '{stack.admin}'"
+    deadline = time.monotonic() + 10
+    while (logins := stack.influxd.count(query, db=DATABASE)) < 1 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert logins >= 1, stack.logs()
 
 
 def test_the_dashboard_shows_the_chair_trend_from_the_store(stack: Stack, browser: Any) -> None:
@@ -310,6 +327,7 @@ def test_an_admin_limit_edit_is_applied_by_the_engine_and_drawn(stack: Stack, br
         assert published.wait_for(lambda c: any(applied(p, new) for p in c.payloads()), timeout=20), (
             f"the ingest did not publish the edit on {topic}: {published.payloads()[-1:]}\n{stack.logs()}")
         engine = json.loads(next(p for p in reversed(published.payloads()) if applied(p, new)))
+        assert {"site", "chair", "ts", "limits"} <= set(engine), engine
         assert (engine["site"], engine["chair"]) == (SITE, CHAIR)
         expected: dict[str, list[float]] = {}
         for row, (_title, _vitals, limit_vital) in enumerate(PANELS, start=1):
@@ -338,6 +356,6 @@ def applied(payload: bytes, value: float) -> bool:
 
 
 def test_the_dashboard_is_served_by_a_production_server(stack: Stack) -> None:
-    with urllib.request.urlopen(stack.dashboard_url + "/healthz", timeout=5) as resp:
+    with urllib.request.urlopen(stack.dashboard_url + "/login", timeout=5) as resp:
         server = resp.headers.get("Server", "")
     assert "werkzeug" not in server.lower(), server
