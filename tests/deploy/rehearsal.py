@@ -268,6 +268,10 @@ class HostService(Server):
                                      stderr=subprocess.STDOUT)
         log.close()
 
+    def grace_s(self) -> float:
+        """Return how long `docker compose stop` waits after SIGTERM before it kills (stop_grace_period, default 10 s)."""
+        return duration_s(self.service.get("stop_grace_period", "10s"))
+
     def healthcheck(self) -> subprocess.CompletedProcess[str]:
         """Run the service's compose healthcheck command (CMD form) with its environment."""
         test = self.service["healthcheck"]["test"]

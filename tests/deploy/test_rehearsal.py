@@ -41,8 +41,10 @@ from tests.deploy import helpers
 from tests.deploy.rehearsal import (
     AuthInfluxd,
     HostService,
+    InterpolationError,
     compose_env,
     health_deadline,
+    interpolate,
     load_compose,
     mosquitto_health_command,
     wait_healthy,
@@ -359,3 +361,43 @@ def test_the_dashboard_is_served_by_a_production_server(stack: Stack) -> None:
     with urllib.request.urlopen(stack.dashboard_url + "/login", timeout=5) as resp:
         server = resp.headers.get("Server", "")
     assert "werkzeug" not in server.lower(), server
+
+
+def test_compose_stop_ends_every_service_cleanly_within_its_grace_period(stack: Stack) -> None:
+    """`docker compose stop` sends SIGTERM and kills after stop_grace_period: each service must exit 0 before that.
+
+    Runs last: it stops the stack.
+    """
+    for name in reversed(start_order(stack.services, {"mosquitto", "influxdb"})):
+        app = stack.apps[name]
+        assert app.proc is not None and app.proc.poll() is None, f"{name} is not running:\n{app.log()[-2000:]}"
+        app.proc.terminate()
+        try:
+            code = app.proc.wait(app.grace_s())
+        except subprocess.TimeoutExpired:
+            app.proc.kill()
+            raise AssertionError(f"{name} still running {app.grace_s():g} s after SIGTERM: compose would kill it") from None
+        assert code == 0, f"{name} exited with {code}:\n{app.log()[-2000:]}"
+
+
+def test_interpolation_follows_compose() -> None:
+    env = {"SET": "value", "EMPTY": ""}
+    assert interpolate("${SET} $SET ${SET:-d} ${EMPTY:-d} ${EMPTY-d} ${UNSET-d} $$SET ${SET:+alt} ${EMPTY:+alt}", env) == \
+        "value value value d  d $SET alt "
+    assert interpolate("${UNSET}", env) == ""
+    for text in ("${UNSET:?say why}", "${EMPTY:?say why}", "${UNSET?say why}"):
+        with pytest.raises(InterpolationError, match="say why"):
+            interpolate(text, env)
+    assert interpolate("${EMPTY?fine}", env) == ""
+
+
+def test_the_documented_1x_mapping_is_the_one_the_rehearsal_makes(tmp_path: Path) -> None:
+    services = load_compose(compose_env(SECRETS))["services"]
+    ingest = HostService("ingest", services["ingest"], tmp_path, {"mosquitto:1883": 1, "influxdb:8086": 2})
+    env = ingest.environment()
+    assert services["ingest"]["environment"]["INFUSION_STORE_URL"].startswith("influxdb2://influxdb:8086/vitals?org=")
+    assert env["INFUSION_STORE_URL"] == "influxdb://127.0.0.1:2/vitals"
+    assert env["INFUSION_INFLUX_TOKEN"] == SECRETS["DOCKER_INFLUXDB_INIT_ADMIN_TOKEN"]  # kept as compose sets it
+    assert env["INFUSION_MQTT_URL"] == f"mqtt://svc.ingest:{SECRETS['MQTT_INGEST_PASSWORD']}@127.0.0.1:1"
+    assert env["INFUSION_DATA_DIR"] == str(ingest.data)
+    assert "`influxdb://127.0.0.1:PORT/vitals`" in DEPLOYMENT.read_text()
