@@ -40,6 +40,11 @@ SERVICE = {user: SECRETS[var] for user, var in (("svc.ingest", "MQTT_INGEST_PASS
 BROKER_SECRETS = {k: SECRETS[k] for k in ("MQTT_INGEST_PASSWORD", "MQTT_DASHBOARD_PASSWORD", "MQTT_SIMULATOR_PASSWORD")}
 
 
+def effective_limits(site: str, chair: str) -> str:
+    """Return the retained topic on which the ingest publishes the limits its alarm engine enforces for a chair."""
+    return f"{T.prefix}/{site}/chair/{chair}/effective_limits"
+
+
 def add_device(devices_file: Path, chair: str, password: str) -> subprocess.CompletedProcess[str]:
     """Run deploy/add-device with the password on stdin."""
     return run_sh(DEPLOY / "add-device", chair, env={"DEVICES_FILE": str(devices_file), "PATH": "/usr/bin:/bin"},
@@ -104,6 +109,7 @@ def test_a_device_publishes_only_to_its_own_chair(broker: RepoMosquitto, everyth
         # Another chair's topics, and every topic only the ingest or the dashboard may write.
         for forged in (T.vitals(site, "north-c02"), T.session(site, "north-c02"), T.status(site, "north-c02"),
                        T.alarms(site, "north-c01"), T.ack(site, "north-c01"), T.alarm_events(site), T.rejected,
+                       effective_limits(site, "north-c01"),
                        f"clinic/{site}/chair/north-c01/vitals/extra", "other/north-c01/vitals"):
             assert puback(device, forged, reading) == NOT_AUTHORIZED, forged
     assert delivered(everything, site) == sorted([T.vitals(site, "north-c01"), T.session(site, "north-c01"),
@@ -151,7 +157,7 @@ def test_the_dashboard_reads_everything_and_writes_only_acknowledgements(broker:
             ack = json.dumps({"alarm_id": None, "user": "nurse.kim", "action": "pause_audio"}).encode()
             assert puback(dashboard, T.ack(site, "north-c01"), ack) == 0
             for forged in (T.vitals(site, "north-c01"), T.session(site, "north-c01"), T.status(site, "north-c01"),
-                           T.alarms(site, "north-c01"), T.alarm_events(site), T.rejected,
+                           T.alarms(site, "north-c01"), T.alarm_events(site), T.rejected, effective_limits(site, "north-c01"),
                            # the device patterns (%u) apply to every user: the ACL denies svc.* their own
                            T.vitals(site, "north-c01").replace("north-c01", "svc.dashboard")):
                 assert puback(dashboard, forged, b'{"ts": 1, "hr": 60}') == NOT_AUTHORIZED, forged
@@ -169,6 +175,8 @@ def test_the_ingest_reads_its_inputs_and_writes_alarms_events_and_refusals(broke
         # Storage-only replicas share the readings through a shared subscription.
         assert suback(ingest, f"$share/ingest/{T.chair_filter('vitals')}") == 1
         assert puback(ingest, T.alarms(site, "north-c01"), b"[]", retain=True) == 0
+        assert puback(ingest, effective_limits(site, "north-c01"), b"{}", retain=True) == 0
+        puback(ingest, effective_limits(site, "north-c01"), b"", retain=True)
         assert puback(ingest, T.alarm_events(site), b'{"event": "raised"}') == 0
         assert puback(ingest, T.rejected, b'{"reason": "test"}') == 0
         for forged in (T.vitals(site, "north-c01"), T.ack(site, "north-c01"), T.session(site, "north-c01")):

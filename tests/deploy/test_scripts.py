@@ -80,6 +80,23 @@ def test_urls_without_credentials_are_fine_when_not_required() -> None:
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.parametrize("shell", SHELLS)
+def test_tokens_may_hold_what_influxdb_tokens_hold_but_passwords_may_not(shell: str) -> None:
+    """A token travels in a header: InfluxDB 2.x makes base64 ones (ending ==), 1.x-compat ones are user:password."""
+    v2 = "7-OD3Yzk9fcE6pT9kwfSrPrCm2mxG7v2_PCgJpnZFnh8gu9AODRBqlG8IiJx_6FE+Uf1fxj3/kb2RbLbAy5rlQ=="
+    for token in (v2, "svc-operator:0123456789abcdef"):
+        for name in ("INFUSION_INFLUX_TOKEN", "INFLUX_TOKEN", "DOCKER_INFLUXDB_INIT_ADMIN_TOKEN"):
+            result = check(name, env={name: token}, shell=shell)
+            assert (result.returncode, result.stdout) == (0, "started\n"), (name, result.stderr)
+    # Still refused in a token: placeholders, shortness, spaces and shell characters.
+    for token, complaint in (("change-me:change-me", "placeholder"), ("a:b", "shorter"), ("0123456789abcdef $(id)", "other")):
+        result = check("INFUSION_INFLUX_TOKEN", env={"INFUSION_INFLUX_TOKEN": token}, shell=shell)
+        assert result.returncode == 78 and complaint in result.stderr, (token, result.stderr)
+    # A password goes into a URL unescaped: the same characters are refused there.
+    for value in ("0123456789abcdef==", "0123456789abcdef:x"):
+        assert check("MQTT_INGEST_PASSWORD", env={"MQTT_INGEST_PASSWORD": value}, shell=shell).returncode == 78
+
+
 def test_usage_without_a_command() -> None:
     assert run_sh(CHECK, "A").returncode == 64
 
