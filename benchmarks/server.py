@@ -143,6 +143,26 @@ def overview_inproc(ctx: Context, chairs: int, repeats: int) -> dict[str, Any]:
     return {"chairs": chairs, "ms": percentiles(times)}
 
 
+def session_lookup(ctx: Context, sessions: int = 1000, repeats: int = 2000) -> dict[str, Any]:
+    """Time one session lookup in a sessions file holding ``sessions`` sessions (what every request pays)."""
+    try:
+        from dashboard.sessions import Sessions
+    except ImportError:
+        return {"skipped": "no dashboard.sessions (sessions in process memory)"}
+    from dashboard.auth import User
+
+    store = Sessions(3600, ctx.workdir / "sessions.db")
+    ids = [store.create(User(f"nurse{i}", "nurse", "hash")) for i in range(sessions)]
+    times = []
+    for k in range(repeats):
+        t0 = time.perf_counter()
+        found = store.get(ids[k % sessions])
+        times.append((time.perf_counter() - t0) * 1000)
+        assert found is not None
+    store.close()
+    return {"sessions": sessions, "ms": percentiles(times)}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the four figures and print them as JSON."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.server", description=__doc__)
@@ -159,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         results["overview_inproc"] = overview_inproc(ctx, args.chairs, args.repeats)
         results["overview_http_login"] = overview_http(ctx, args.chairs, args.repeats, login=True)
         results["overview_http_nologin"] = overview_http(ctx, args.chairs, args.repeats, login=False)
+        results["session_lookup"] = session_lookup(ctx)
         results["publish_to_screen"] = browser.measure(ctx, args.chairs, probes=args.probes)
     finally:
         ctx.stop_servers()
