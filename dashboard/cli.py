@@ -61,6 +61,7 @@ def config_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGTERM/SIGINT."""
     from dashboard.server import serve
+    from dashboard.sessions import SessionsError
 
     try:
         config = config_from_args(args)
@@ -72,7 +73,11 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    running = serve(config)
+    try:
+        running = serve(config)
+    except (OSError, SessionsError) as exc:  # the port is taken, or the sessions file cannot be used
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -95,7 +95,11 @@ class RunningDashboard:
 def serve(config: DashboardConfig) -> RunningDashboard:
     """Start the dashboard (MQTT feed, history, HTTP on a thread) and return a handle to stop it."""
     services, app = build_server(config)
-    http = http_server(app.server, config)  # binds now: a taken port fails here, before the feed starts
+    try:
+        http = http_server(app.server, config)  # binds now: a taken port fails here, before the feed starts
+    except OSError:
+        services.gate.sessions.close()
+        raise
     services.start()
     thread = threading.Thread(target=http.run, name="dashboard-http", daemon=True)
     thread.start()

@@ -200,9 +200,33 @@ def test_production_server_header_and_idle_timeout(mosquitto: Mosquitto, tmp_pat
             while sock.recv(65536):
                 pass
             assert 1.5 <= time.monotonic() - started <= 6
+        # Quiet access log: a failed request is logged, the routine ones are not.
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(dashboard.url + "/assets/no-such-file.css", timeout=10)
+        assert missing.value.code == 404
     finally:
         dashboard.stop()
-    assert "Traceback" not in dashboard.log()
+    log = dashboard.log()
+    assert '"GET /assets/no-such-file.css" 404' in log and "/healthz" not in log and "Traceback" not in log
+
+
+def test_a_taken_port_or_an_unusable_sessions_file_is_refused_clearly(tmp_path: Path) -> None:
+    import subprocess
+
+    users = tmp_path / "users.json"
+    UsersFile(users).add("nurse.kim", "nurse", PASSWORD)
+    base = [sys.executable, "-m", "infusion_monitor", "dashboard", "--users-file", str(users),
+            "--mqtt-url", "mqtt://127.0.0.1:9", "--store-url", f"sqlite:///{tmp_path / 'v.db'}"]
+    (tmp_path / "not-a-dir").write_text("")
+    env = {**os.environ, "INFUSION_DASHBOARD_SESSIONS_FILE": str(tmp_path / "not-a-dir" / "sessions.db")}
+    done = subprocess.run([*base, "--port", str(free_port())], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "sessions file" in done.stderr and "not-a-dir" in done.stderr, done.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([*base, "--port", str(port)], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "error:" in done.stderr and "Traceback" not in done.stderr, done.stderr
 
 
 def test_sessions_file_holds_hashes_and_is_shared(tmp_path: Path) -> None:
