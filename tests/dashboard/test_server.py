@@ -249,3 +249,24 @@ def test_sessions_file_holds_hashes_and_is_shared(tmp_path: Path) -> None:
     assert later.get(sid) is None and one.get(sid) is not None
     for s in (one, two, later):
         s.close()
+
+
+@pytest.mark.parametrize("trust_proxy", [True, False])
+def test_forwarded_headers_count_only_with_trust_proxy(tmp_path: Path, trust_proxy: bool) -> None:
+    from dashboard.server import serve
+    from dashboard.services import DashboardConfig
+
+    users = tmp_path / "users.json"
+    UsersFile(users).add("nurse.kim", "nurse", PASSWORD)
+    running = serve(DashboardConfig(mqtt_url=None, store_url=None, port=free_port(), users_file=users,
+                                    trust_proxy=trust_proxy))
+    try:
+        request = urllib.request.Request(running.url + "/login", headers={"X-Forwarded-Proto": "https",
+                                                                          "X-Forwarded-For": "203.0.113.7"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            cookie = response.headers.get("Set-Cookie", "")
+            hsts = response.headers.get("Strict-Transport-Security")
+    finally:
+        running.stop()
+    # Through waitress to werkzeug's ProxyFix: the proxy's word that the browser used HTTPS makes cookies Secure.
+    assert ("Secure" in cookie) is trust_proxy and (hsts is not None) is trust_proxy, cookie
