@@ -3,8 +3,9 @@
 - Users live in a JSON users file with argon2id hashes (``infusion-monitor user add``); roles ``nurse``
   (view, acknowledge) and ``admin`` (also edit alarm limits). The file is re-read when it changes, so a
   removed user is logged out at their next request.
-- A login creates a server-side session (random id in a signed, HttpOnly, SameSite=Strict cookie, Secure
-  over HTTPS); it ends at logout or after ``session_hours``. Failed logins are rate-limited per user name
+- A login creates a server-side session (random id in an HttpOnly, SameSite=Strict cookie, Secure over
+  HTTPS), kept in the sessions file shared by every dashboard process (dashboard/sessions.py); it ends at
+  logout or after ``session_hours``, in every process at once. Failed logins are rate-limited per user name
   and per client address.
 - Deny by default: only the login page, static assets and Dash's JavaScript bundles answer without a
   session. Pages redirect to the login; callbacks, layout, dependencies and exports get 401 and no data.
@@ -28,6 +29,8 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from dashboard.sessions import LoginSession, Sessions, user_stamp
 
 log = logging.getLogger("dashboard.auth")
 
@@ -200,55 +203,6 @@ class LoginLimiter:
             self._failures.pop(key, None)
 
 
-@dataclass(slots=True)
-class LoginSession:
-    """A logged-in browser."""
-
-    user: str
-    role: str
-    created: float
-    csrf: str
-
-
-class Sessions:
-    """Server-side login sessions by random id; they end at logout or after their lifetime."""
-
-    def __init__(self, lifetime_s: float, clock: Callable[[], float] = time.time) -> None:
-        self.lifetime_s = lifetime_s
-        self.clock = clock
-        self._items: dict[str, LoginSession] = {}
-        self._lock = threading.Lock()
-
-    def create(self, user: User) -> str:
-        """Start a session for a user; return its id."""
-        sid = secrets.token_urlsafe(32)
-        with self._lock:
-            now = self.clock()
-            for key in [k for k, s in self._items.items() if now - s.created > self.lifetime_s]:
-                del self._items[key]
-            self._items[sid] = LoginSession(user.name, user.role, now, secrets.token_urlsafe(16))
-        return sid
-
-    def get(self, sid: str | None) -> LoginSession | None:
-        """Return a live session, or None when unknown or expired."""
-        if not sid:
-            return None
-        with self._lock:
-            item = self._items.get(sid)
-            if item is None:
-                return None
-            if self.clock() - item.created > self.lifetime_s:
-                del self._items[sid]
-                return None
-            return item
-
-    def end(self, sid: str | None) -> None:
-        """End a session."""
-        if sid:
-            with self._lock:
-                self._items.pop(sid, None)
-
-
 def is_public(path: str) -> bool:
     """Return whether a path may be served without a session."""
     return path in PUBLIC_EXACT or path.startswith(PUBLIC_PREFIXES)
@@ -294,12 +248,13 @@ class Gate:
     """The login gate of the Flask server under Dash: session lookup, guard, cookies and security headers."""
 
     def __init__(self, users: UsersFile | None, *, no_login: bool = False, session_hours: float = DEFAULT_SESSION_HOURS,
-                 secure_cookies: bool = False, audit: Callable[[str, str, str | None], None] | None = None) -> None:
+                 secure_cookies: bool = False, audit: Callable[[str, str, str | None], None] | None = None,
+                 sessions_file: Path | None = None) -> None:
         if not no_login and users is None:
             raise UsersError("a users file is needed unless login is disabled")
         self.users = users
         self.no_login = no_login
-        self.sessions = Sessions(session_hours * 3600)
+        self.sessions = Sessions(session_hours * 3600, None if no_login else sessions_file)
         self.limiter = LoginLimiter()
         self.secure_cookies = secure_cookies
         self.audit = audit or (lambda action, user, detail: None)
@@ -316,7 +271,7 @@ class Gate:
         item = self.sessions.get(request.cookies.get(COOKIE_NAME))
         if item is not None and self.users is not None:
             user = self.users.get(item.user)
-            if user is None:  # removed from the users file: logged out
+            if user is None or user_stamp(user.password_hash) != item.stamp:  # removed, or its password changed
                 self.sessions.end(request.cookies.get(COOKIE_NAME))
                 item = None
             elif user.role != item.role:

@@ -52,13 +52,16 @@ def config_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         mqtt_protocol=settings.mqtt_protocol, mqtt_tls={k: v for k, v in tls.items() if v is not None},
         session_hours=args.session_hours, secure_cookies=args.secure_cookies, trust_proxy=args.trust_proxy,
         no_data_s=settings.no_data_s, cuff_interval_min=settings.cuff_interval_min,
-        audio_pause_s=settings.audio_pause_s,
+        audio_pause_s=settings.audio_pause_s, data_dir=settings.data_dir,
+        dashboard_sessions_file=settings.dashboard_sessions_file, dashboard_threads=settings.dashboard_threads,
+        dashboard_idle_timeout_s=settings.dashboard_idle_timeout_s,
     )
 
 
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGTERM/SIGINT."""
     from dashboard.server import serve
+    from dashboard.sessions import SessionsError
 
     try:
         config = config_from_args(args)
@@ -70,7 +73,11 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    running = serve(config)
+    try:
+        running = serve(config)
+    except (OSError, SessionsError) as exc:  # the port is taken, or the sessions file cannot be used
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

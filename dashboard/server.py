@@ -1,18 +1,28 @@
-"""Run the dashboard: build it from a config, serve it on a thread, stop it (used by the CLI, the demo and tests)."""
+"""Run the dashboard: build it from a config, serve it with waitress on a thread, stop it (CLI, demo and tests).
+
+waitress is a production WSGI server in pure Python with a pool of threads in one process, which is what the
+dashboard needs: the live MQTT feed and the cache every callback reads live in that process (docs/dashboard.md).
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from dash import Dash
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from dashboard.app import create_app
 from dashboard.services import DashboardConfig, Services, is_loopback
 
 log = logging.getLogger("dashboard")
+access_log = logging.getLogger("dashboard.access")
+
+SERVER_NAME = "infusion-monitor"  # the Server header: no product versions for a scanner to match
+CONNECTION_LIMIT = 200  # open connections; a station screen holds a few, a clinic has a few dozen screens
+BACKLOG = 256
 
 
 def build_server(config: DashboardConfig) -> tuple[Services, Dash]:
@@ -22,13 +32,36 @@ def build_server(config: DashboardConfig) -> tuple[Services, Dash]:
     return services, create_app(services)
 
 
-class QuietHandler(WSGIRequestHandler):
-    """Log only failed requests (a station polls every second; logging each poll drowns the log)."""
+def failed_requests_only(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
+    """Wrap a WSGI app to log failed requests only (a station polls every second; logging each poll drowns the log)."""
 
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        """Log a request only when it failed."""
-        if str(code).startswith(("4", "5")) and str(code) not in ("401", "304"):
-            super().log_request(code, size)
+    def logged(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            code = status[:3]
+            if code[0] in "45" and code not in ("401", "304"):
+                access_log.info('%s "%s %s" %s', environ.get("REMOTE_ADDR", "-"), environ.get("REQUEST_METHOD"),
+                                environ.get("PATH_INFO"), code)
+            return start_response(status, headers, exc_info)
+
+        return app(environ, start)
+
+    return logged
+
+
+def http_server(app: Callable[..., Iterable[bytes]], config: DashboardConfig) -> Any:
+    """Return a waitress server for ``app`` bound to the config's host and port (not yet running).
+
+    Proxy headers are left to the app (werkzeug's ProxyFix, installed with --trust-proxy): one mechanism.
+    """
+    from waitress.server import create_server
+
+    idle = config.dashboard_idle_timeout_s
+    return create_server(
+        failed_requests_only(app), host=config.host, port=config.port, threads=config.dashboard_threads,
+        connection_limit=CONNECTION_LIMIT, backlog=BACKLOG, ident=SERVER_NAME,
+        channel_timeout=max(1, round(idle)), cleanup_interval=max(1, min(10, round(idle / 2))),
+        clear_untrusted_proxy_headers=False, expose_tracebacks=False,
+    )
 
 
 @dataclass
@@ -37,29 +70,38 @@ class RunningDashboard:
 
     services: Services
     app: Dash
-    http: BaseWSGIServer
+    http: Any  # waitress.server.TcpWSGIServer
     thread: threading.Thread
 
     @property
     def url(self) -> str:
         """Return the base URL it serves on."""
-        host = self.http.host if ":" not in self.http.host else f"[{self.http.host}]"
-        return f"http://{host}:{self.http.server_port}"
+        host = str(self.http.effective_host)
+        return f"http://{host if ':' not in host else f'[{host}]'}:{self.http.effective_port}"
 
     def stop(self) -> None:
-        """Stop serving, then stop the MQTT feed and the history thread."""
-        self.http.shutdown()
+        """Stop serving (listening socket, connections, worker threads), then the MQTT feed and the history thread."""
+        from waitress import wasyncore
+
+        http = self.http
+        # Close every socket from the server's own loop thread; with its map empty, the loop returns.
+        http.trigger.pull_trigger(lambda: wasyncore.close_all(http._map))
         self.thread.join(10)
-        self.http.server_close()
+        http.task_dispatcher.shutdown(timeout=5)
         self.services.stop()
+        self.services.gate.sessions.close()
 
 
 def serve(config: DashboardConfig) -> RunningDashboard:
     """Start the dashboard (MQTT feed, history, HTTP on a thread) and return a handle to stop it."""
     services, app = build_server(config)
+    try:
+        http = http_server(app.server, config)  # binds now: a taken port fails here, before the feed starts
+    except OSError:
+        services.gate.sessions.close()
+        raise
     services.start()
-    http = make_server(config.host, config.port, app.server, threaded=True, request_handler=QuietHandler)
-    thread = threading.Thread(target=http.serve_forever, name="dashboard-http", daemon=True)
+    thread = threading.Thread(target=http.run, name="dashboard-http", daemon=True)
     thread.start()
     running = RunningDashboard(services, app, http, thread)
     log.info("dashboard serving on %s%s", running.url, " (LOGIN DISABLED)" if config.no_login else "")

@@ -11,6 +11,7 @@ from pathlib import Path
 from dashboard.auth import DEFAULT_SESSION_HOURS, Gate, LoginSession
 from dashboard.history import History
 from dashboard.live import LiveFeed, LiveState, now_ms
+from dashboard.sessions import sessions_path
 from vitals.records import AuditRecord
 from vitals.topics import Topics
 
@@ -38,6 +39,11 @@ class DashboardConfig:
     cuff_interval_min: float = 10.0
     audio_pause_s: float = 120.0
     refresh_ms: int = 1000
+    # server helper: the same names as in vitals.settings.Settings
+    data_dir: Path | None = None
+    dashboard_sessions_file: Path | None = None
+    dashboard_threads: int = 8
+    dashboard_idle_timeout_s: float = 30.0
 
     def check(self) -> None:
         """Raise ValueError when the combination is unsafe (login off on a non-loopback address)."""
@@ -76,7 +82,8 @@ class Services:
         self.feed = feed
         users = UsersFile(config.users_file) if config.users_file else None
         self.gate = gate or Gate(users, no_login=config.no_login, session_hours=config.session_hours,
-                                 secure_cookies=config.secure_cookies, audit=self.audit_async)
+                                 secure_cookies=config.secure_cookies, audit=self.audit_async,
+                                 sessions_file=sessions_path(config.dashboard_sessions_file, config.data_dir))
 
     def user(self) -> LoginSession | None:
         """Return the logged-in user of the current request."""

@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     audio_pause_s: float = Field(120.0, description="length of an audio pause")
     notify: NotifySettings = Field(default_factory=NotifySettings, description="staff notifications ([notify] section)")
 
+    # Dashboard web server and login sessions (server helper)
+    dashboard_sessions_file: Path | None = Field(
+        None, description="dashboard login sessions file shared by its processes (default <data_dir>/dashboard-sessions.db)")
+    dashboard_threads: int = Field(8, ge=1, description="dashboard web server worker threads")
+    dashboard_idle_timeout_s: float = Field(30.0, gt=0, description="the dashboard closes a connection idle this long")
+
     @field_validator("topic_prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:

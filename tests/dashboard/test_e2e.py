@@ -18,9 +18,6 @@ from tests.dashboard.test_browser import browser, publisher, sign_in, start_dash
 from tests.servers import IngestProcess, Mosquitto, MqttCollector
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
-# The ingest's alarm engine comes from the alarms branch; until it is merged this test cannot run (it passed
-# against dashboard + alarms merged in a scratch copy on 2026-11-25).
-pytest.importorskip("ingest.alarms.service", reason="the alarm engine (alarms branch) is not merged yet")
 
 
 def test_reading_to_alarm_to_acknowledgement(browser, publisher, mosquitto: Mosquitto, site: str,  # noqa: F811
