@@ -16,12 +16,11 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from benchmarks.harness import Context, percentiles, proc_cpu_rss
+from benchmarks.harness import Context, open_bench_store, percentiles, proc_cpu_rss
 from benchmarks.load import start_paced
 from benchmarks.throughput import alarms_available
 from tests.servers import MqttCollector
 from vitals.mqtt import connect, make_client, wait_connected
-from vitals.store import open_store
 from vitals.topics import Topics
 
 PROBE_SYS = 185.0  # above the shipped high limit sys >= 180 (no delay)
@@ -92,7 +91,7 @@ def measure(ctx: Context, backend: str, chairs: int) -> dict:
     connect(client, target)
     client.loop_start()
     wait_connected(client, 10)
-    store = open_store(url)
+    store = open_bench_store(url)
     probes: list[tuple[str, int, float, float | None]] = []  # chair, ts, published (wall s), visible (wall s)
     try:
         time.sleep(2.0)  # let the paced load reach its steady state

@@ -1,4 +1,4 @@
-"""Run the dashboard: build it from a config, serve it on a thread, stop it (used by the CLI, the demo and tests)."""
+"""Run the dashboard: build it from its settings, serve it on a thread, stop it (used by the CLI, the demo and tests)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,15 @@ from dash import Dash
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from dashboard.app import create_app
-from dashboard.services import DashboardConfig, Services, is_loopback
+from dashboard.services import Services, check_settings, is_loopback
+from vitals.settings import Settings
 
 log = logging.getLogger("dashboard")
 
 
-def build_server(config: DashboardConfig) -> tuple[Services, Dash]:
-    """Return the dashboard's services (not started) and its Dash app, after checking the config."""
-    config.check()
+def build_server(config: Settings) -> tuple[Services, Dash]:
+    """Return the dashboard's services (not started) and its Dash app, after checking the settings."""
+    check_settings(config)
     services = Services(config)
     return services, create_app(services)
 
@@ -54,16 +55,17 @@ class RunningDashboard:
         self.services.stop()
 
 
-def serve(config: DashboardConfig) -> RunningDashboard:
+def serve(config: Settings) -> RunningDashboard:
     """Start the dashboard (MQTT feed, history, HTTP on a thread) and return a handle to stop it."""
     services, app = build_server(config)
     services.start()
-    http = make_server(config.host, config.port, app.server, threaded=True, request_handler=QuietHandler)
+    http = make_server(config.dashboard_host, config.dashboard_port, app.server, threaded=True, request_handler=QuietHandler)
     thread = threading.Thread(target=http.serve_forever, name="dashboard-http", daemon=True)
     thread.start()
     running = RunningDashboard(services, app, http, thread)
-    log.info("dashboard serving on %s%s", running.url, " (LOGIN DISABLED)" if config.no_login else "")
-    if not is_loopback(config.host) and not (config.secure_cookies or config.trust_proxy):
+    log.info("dashboard serving on %s%s", running.url, " (LOGIN DISABLED)" if config.dashboard_no_login else "")
+    host = config.dashboard_host
+    if not is_loopback(host) and not (config.dashboard_secure_cookies or config.dashboard_trust_proxy):
         log.warning("serving logins over plain HTTP on %s: put a TLS-terminating proxy in front "
-                    "(--trust-proxy) or serve only on a closed station network (docs/dashboard.md)", config.host)
+                    "(--trust-proxy) or serve only on a closed station network (docs/dashboard.md)", host)
     return running
