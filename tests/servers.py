@@ -143,14 +143,19 @@ class Mosquitto(Server):
 
 
 class Influxd(Server):
-    """An InfluxDB 1.x server (Debian's influxdb) speaking the v1 HTTP API."""
+    """An InfluxDB 1.x server (Debian's influxdb) speaking the v1 HTTP API.
+
+    With ``admin=(user, password)`` it enforces authentication (``auth-enabled``) and has that admin user, made
+    after start (1.x lets the first admin be created without credentials); without, it is open, as most tests want.
+    """
 
     name = "influxd"
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, admin: tuple[str, str] | None = None) -> None:
         super().__init__(workdir)
         self.port = port or free_port()
         self.rpc_port = free_port()
+        self.admin = admin
 
     @property
     def url(self) -> str:
@@ -158,8 +163,11 @@ class Influxd(Server):
         return f"http://127.0.0.1:{self.port}"
 
     def store_url(self, database: str = "vitals") -> str:
-        """Return an influxdb:// store URL for a database on this server."""
-        return f"influxdb://127.0.0.1:{self.port}/{database}"
+        """Return an influxdb:// store URL for a database on this server (with the admin's credentials, if any)."""
+        from urllib.parse import quote
+
+        credentials = f"{quote(self.admin[0], safe='')}:{quote(self.admin[1], safe='')}@" if self.admin else ""
+        return f"influxdb://{credentials}127.0.0.1:{self.port}/{database}"
 
     def command(self) -> list[str]:
         conf = self.workdir / "influxdb.conf"
@@ -177,6 +185,7 @@ class Influxd(Server):
                 "[http]",
                 f'  bind-address = "127.0.0.1:{self.port}"',
                 "  log-enabled = false",
+                f"  auth-enabled = {'true' if self.admin else 'false'}",
                 "[monitor]",
                 "  store-enabled = false",
                 "[continuous_queries]",
@@ -194,19 +203,34 @@ class Influxd(Server):
             try:
                 with urllib.request.urlopen(f"{self.url}/ping", timeout=1) as resp:
                     if resp.status == 204:
+                        self._ensure_admin()
                         return
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.1)
         raise TimeoutError(f"influxd did not answer /ping within {timeout} s:\n{self.log()[-2000:]}")
 
+    def _ensure_admin(self) -> None:
+        """Create the admin user once (allowed without credentials while the server has no user)."""
+        if not self.admin or (self.workdir / "admin-created").exists():
+            return
+        user, password = self.admin
+        escaped = password.replace("\\", "\\\\").replace("'", "\\'")
+        self.query(f"CREATE USER \"{user}\" WITH PASSWORD '{escaped}' WITH ALL PRIVILEGES", db="")
+        (self.workdir / "admin-created").touch()
+
     def query(self, q: str, db: str = "vitals") -> dict:
-        """Run an InfluxQL query over HTTP and return the decoded JSON."""
+        """Run an InfluxQL query over HTTP (as the admin, if any) and return the decoded JSON."""
+        import base64
         import json
         import urllib.parse
 
         data = urllib.parse.urlencode({"q": q, "db": db, "epoch": "ms"}).encode()
-        with urllib.request.urlopen(f"{self.url}/query", data=data, timeout=10) as resp:
+        request = urllib.request.Request(f"{self.url}/query", data=data)
+        if self.admin and (self.workdir / "admin-created").exists():
+            pair = f"{self.admin[0]}:{self.admin[1]}".encode()
+            request.add_header("Authorization", "Basic " + base64.b64encode(pair).decode())
+        with urllib.request.urlopen(request, timeout=10) as resp:
             return json.loads(resp.read())
 
 

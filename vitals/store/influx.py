@@ -212,7 +212,7 @@ class InfluxStore(Store):
                 if resp.status == 404 and b"database not found" in resp.data:
                     self._create_database()
                     resp = self._request("POST", path, body=body)
-                status, text = resp.status, resp.data[:300].decode("utf-8", "replace")
+                status, text = resp.status, resp.data[:300].decode("utf-8", "replace").strip()
             if status < 300:
                 continue
             if status in (400, 422):
@@ -281,7 +281,7 @@ class InfluxStore(Store):
         resp = self._request(method, "/query", fields, preload=False)
         try:
             if resp.status >= 300:
-                text = resp.read()[:300].decode("utf-8", "replace")
+                text = resp.read()[:300].decode("utf-8", "replace").strip()
                 raise StoreError(f"InfluxDB refused a query ({resp.status}): {text}{_auth_hint(resp.status)}")
             series: list[dict[str, Any]] = []
             for chunk in _json_lines(resp):
