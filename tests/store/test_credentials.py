@@ -16,18 +16,18 @@ from __future__ import annotations
 import csv
 import io
 import json
-import threading
+import signal
 import time
 import types
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from infusion_monitor.cli import build_parser
-from tests.servers import Influxd, IngestProcess, Mosquitto, MqttCollector
+from tests.servers import Influxd, IngestProcess, Mosquitto, MqttCollector, ThreadedHTTP, wait_until
 from vitals.settings import FixedSettings, settings_from_args
 from vitals.store import StoreError, open_store_from
 from vitals.topics import Topics
@@ -72,10 +72,8 @@ class RecordingInflux:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.http = ThreadedHTTP(Handler)
+        self.port = self.http.port
 
     def url(self, bucket: str = "vitals") -> str:
         """Return an influxdb2:// store URL naming this server."""
@@ -87,10 +85,15 @@ class RecordingInflux:
         self.requests.clear()
         return out
 
-    def close(self) -> None:
-        """Stop serving."""
-        self.server.shutdown()
-        self.server.server_close()
+
+
+@pytest.fixture(autouse=True)
+def _keep_signal_handlers() -> Iterator[None]:
+    """Restore SIGINT/SIGTERM after a role's run() (replay installs its own) so pytest stays interruptible."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
 
 
 @pytest.fixture
@@ -98,7 +101,7 @@ def influx2(monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingInflux]:
     server = RecordingInflux()
     monkeypatch.setenv("INFUSION_INFLUX_TOKEN", TOKEN)  # as docker-compose.yml sets it
     yield server
-    server.close()
+    server.http.close()
 
 
 def role_settings(*argv: str):  # type: ignore[no-untyped-def]
@@ -187,15 +190,6 @@ def publish_readings(mqtt_url: str, site: str, chair: str, start_ms: int, n: int
         client.loop_stop()
 
 
-def wait_until(predicate, timeout: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return bool(predicate())
-
-
 @pytest.mark.integration
 @pytest.mark.parametrize("credentials", ["url", "token"])
 def test_every_role_uses_influxdb1_credentials(credentials: str, auth_influxd: Influxd, mosquitto: Mosquitto,
@@ -221,7 +215,7 @@ def test_every_role_uses_influxdb1_credentials(credentials: str, auth_influxd: I
         publish_readings(mosquitto.url, site, "c-01", start, 60)
         _, settings = role_settings("ingest", "--store-url", url)
         store = open_store_from(settings)
-        assert wait_until(lambda: store.count_readings(site) == 60), ingest.log()[-2000:]
+        assert wait_until(lambda: store.count_readings(site) == 60, 20, 0.2), ingest.log()[-2000:]
         store.close()
     finally:
         ingest.stop()
@@ -243,7 +237,7 @@ def test_every_role_uses_influxdb1_credentials(credentials: str, auth_influxd: I
     assert exported.status_code == 200, exported.get_data(as_text=True)
     rows = list(csv.DictReader(io.StringIO(exported.get_data(as_text=True))))
     assert len(rows) == 60 and rows[0]["hr"] == "70"
-    assert wait_until(lambda: {r.action for r in services.history.audit(site)} >= {"login", "export_csv"}, 10)
+    assert wait_until(lambda: {r.action for r in services.history.audit(site)} >= {"login", "export_csv"}, 10, 0.2)
     services.history.stop()
 
     # replay from the store: every stored reading republished under another site
@@ -271,7 +265,8 @@ def test_every_role_uses_influxdb1_credentials(credentials: str, auth_influxd: I
 
 
 @pytest.mark.integration
-def test_wrong_influxdb1_password_is_named_at_once(auth_influxd: Influxd, site: str) -> None:
+def test_wrong_influxdb1_password_is_named_at_once(auth_influxd: Influxd, mosquitto: Mosquitto, site: str,
+                                                   tmp_path: Path) -> None:
     from dashboard.history import History, HistoryUnavailable
     from dashboard.live import LiveState
 
@@ -291,3 +286,13 @@ def test_wrong_influxdb1_password_is_named_at_once(auth_influxd: Influxd, site: 
     with pytest.raises(HistoryUnavailable, match="authorization failed"):  # ... the first read says what is wrong
         history.series(site, "c-01", 0, 60_000)
     assert "authorization failed" in (state.links().store_reason or "")
+    # the ingest keeps what it got (spooled) and its log says what to fix
+    ingest = IngestProcess(tmp_path / "ingest", mosquitto.url, url, "--site", site, "--no-alarms")
+    ingest.start()
+    try:
+        publish_readings(mosquitto.url, site, "c-01", time.time_ns() // 1_000_000 - 10_000, 3)
+        named = "spooling locally until it answers again: InfluxDB refused a query (401): {\"error\":\"authorization failed\"}"
+        assert wait_until(lambda: named in ingest.log(), 15), ingest.log()[-2000:]
+        assert "check the credentials" in ingest.log()
+    finally:
+        ingest.stop()
