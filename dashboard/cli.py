@@ -8,8 +8,6 @@ import signal
 import sys
 import threading
 
-from pydantic import ValidationError
-
 from vitals.settings import add_settings_arguments, settings_from_args
 
 log = logging.getLogger("dashboard")
@@ -28,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = settings_from_args(args, "dashboard")
         check_settings(settings)
-    except (ValueError, ValidationError, OSError) as exc:
+    except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     running = serve(settings)

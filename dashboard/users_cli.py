@@ -9,8 +9,6 @@ import argparse
 import getpass
 import sys
 
-from pydantic import ValidationError
-
 from dashboard.auth import ROLES, UsersError, UsersFile
 from vitals.settings import add_settings_arguments, settings_from_args
 
@@ -44,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     """Run a user subcommand; return the exit status."""
     try:
         path = settings_from_args(args, "user").dashboard_users_file
-    except (ValueError, ValidationError, OSError) as exc:
+    except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if path is None:

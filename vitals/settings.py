@@ -16,7 +16,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -245,10 +245,27 @@ def add_settings_arguments(parser: argparse.ArgumentParser, role: str) -> None:
                                 metavar=flag[2:].upper().replace("-", "_"), help=help_text)
 
 
+class SettingsError(ValueError):
+    """The settings a command was given are invalid; the message names the setting and where it came from."""
+
+
 def settings_from_args(args: argparse.Namespace, role: str, **fixed: Any) -> Settings:
-    """Return the settings of ``role``: defaults < --config file < environment < the role's flags < ``fixed``."""
+    """Return the settings of ``role``: defaults < --config file < environment < the role's flags < ``fixed``.
+
+    Raise SettingsError naming every bad value (and the variable or flag that sets it).
+    """
     flags = {name: getattr(args, name, None) for name in ROLE_SETTINGS[role] if flag_name(name)}
-    return load_settings(getattr(args, "config", None), **{**flags, **fixed})
+    try:
+        return load_settings(getattr(args, "config", None), **{**flags, **fixed})
+    except FileNotFoundError as exc:
+        raise SettingsError(str(exc)) from None
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"])
+            where = " or ".join(w for w in (flag_name(name), env_name(name)) if w)
+            problems.append(f"{name} ({where}): {error['msg']}")
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from None
 
 
 # -- the reference (docs/configuration.md) ------------------------------------------------------------------

@@ -14,6 +14,7 @@ from vitals.settings import (
     ROLE_SETTINGS,
     FixedSettings,
     Settings,
+    SettingsError,
     documented_table,
     env_name,
     flag_name,
@@ -91,13 +92,20 @@ def test_a_dashboard_setting_comes_from_file_environment_or_flag(tmp_path: Path,
     assert (s.dashboard_port, s.dashboard_trust_proxy) == (8003, True)
 
 
-def test_bad_values_are_refused_by_name() -> None:
+def test_bad_values_are_refused_by_name(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):  # argparse: not a number
         build_parser().parse_args(["dashboard", "--port", "eighty"])
-    with pytest.raises(ValueError, match="dashboard_port"):
+    with pytest.raises(SettingsError, match=r"dashboard_port \(--port or INFUSION_DASHBOARD_PORT\): .*0-65535"):
         settings_of("dashboard", "--port", "70000")
-    with pytest.raises(ValueError, match="site id"):
+    with pytest.raises(SettingsError, match="site id"):
         settings_of("dashboard", "--site", "two words")
+    assert main(["ingest", "--http-port", "70000"]) == 2
+    assert "http_port (--http-port or INFUSION_HTTP_PORT)" in capsys.readouterr().err
+    monkeypatch.setenv("INFUSION_BATCH_MAX_READINGS", "lots")
+    assert main(["ingest"]) == 2  # the variable that is wrong is named
+    assert "INFUSION_BATCH_MAX_READINGS" in capsys.readouterr().err
+    assert main(["record", "--out", "-", "--config", "/nonexistent.toml"]) == 2
+    assert "/nonexistent.toml does not exist" in capsys.readouterr().err
 
 
 def test_dashboard_refuses_unsafe_settings_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
