@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.servers import Influxd, IngestProcess, Mosquitto, free_port
+from vitals.settings import Settings
+from vitals.store import Store, open_store_from
 
 REPO = Path(__file__).resolve().parents[1]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -99,6 +101,11 @@ class Context:
                 proc.proc = subprocess.Popen(proc.command(), stdout=log, stderr=subprocess.STDOUT, cwd=proc.workdir,
                                              env=run_env)
         return proc
+
+
+def open_bench_store(url: str) -> Store:
+    """Open a store the suite names, with the token, timeout and retention of the environment's settings."""
+    return open_store_from(Settings(store_url=url))
 
 
 def percentiles(values: list[float]) -> dict[str, float | int | None]:
@@ -199,4 +206,5 @@ def machine() -> dict[str, object]:
     }
 
 
-__all__ = ["Context", "Sizes", "free_port", "machine", "metric", "percentiles", "proc_cpu_rss", "run_consumer"]
+__all__ = ["Context", "Sizes", "free_port", "machine", "metric", "open_bench_store", "percentiles", "proc_cpu_rss",
+           "run_consumer"]

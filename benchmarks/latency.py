@@ -11,17 +11,15 @@ apprise's ``json://`` notification reaches a local HTTP endpoint. The ingest's C
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from benchmarks.harness import Context, percentiles, proc_cpu_rss
+from benchmarks.harness import Context, open_bench_store, percentiles, proc_cpu_rss
 from benchmarks.load import start_paced
 from benchmarks.throughput import alarms_available
-from tests.servers import MqttCollector
+from tests.servers import MqttCollector, ThreadedHTTP
 from vitals.mqtt import connect, make_client, wait_connected
-from vitals.store import open_store
 from vitals.topics import Topics
 
 PROBE_SYS = 185.0  # above the shipped high limit sys >= 180 (no delay)
@@ -47,15 +45,12 @@ class NotificationSink:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.http = ThreadedHTTP(Handler)
+        self.port = self.http.port
 
     def close(self) -> None:
         """Stop serving."""
-        self.server.shutdown()
-        self.server.server_close()
+        self.http.close()
 
 
 class TimedCollector(MqttCollector):
@@ -92,7 +87,7 @@ def measure(ctx: Context, backend: str, chairs: int) -> dict:
     connect(client, target)
     client.loop_start()
     wait_connected(client, 10)
-    store = open_store(url)
+    store = open_bench_store(url)
     probes: list[tuple[str, int, float, float | None]] = []  # chair, ts, published (wall s), visible (wall s)
     try:
         time.sleep(2.0)  # let the paced load reach its steady state

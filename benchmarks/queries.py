@@ -8,9 +8,8 @@ import inspect
 import time
 from typing import Any
 
-from benchmarks.harness import Context, percentiles
+from benchmarks.harness import Context, open_bench_store, percentiles
 from vitals.reading import Reading
-from vitals.store import open_store
 
 TREND_CHAIRS = 8  # chairs of history written beside the queried one, so the query must select
 BATCH = 5000
@@ -32,7 +31,7 @@ def trend(ctx: Context, backend: str) -> dict[str, Any]:
     seconds = int(ctx.sizes.trend_hours * 3600)
     end = (time.time_ns() // 1_000_000) // 1000 * 1000
     start = end - seconds * 1000
-    store = open_store(url)
+    store = open_bench_store(url)
     try:
         written = time.monotonic()
         for c in range(TREND_CHAIRS):
@@ -64,7 +63,7 @@ def latest(ctx: Context, backend: str) -> dict[str, Any]:
     site = ctx.unique("latest")
     url = ctx.store_url(backend, f"bench_{site}")
     now = time.time_ns() // 1_000_000
-    store = open_store(url)
+    store = open_bench_store(url)
     try:
         for c in range(ctx.sizes.clinic_chairs):
             store.write_readings(history(site, f"c{c:02d}", now - 600_000, 600))
@@ -91,7 +90,7 @@ def overview(ctx: Context) -> dict[str, Any]:
     hook = module.overview_refresh  # (store_url, site, chairs) -> callable doing one refresh
     site = ctx.unique("ovw")
     url = ctx.store_url("influxdb", f"bench_{site}")
-    store = open_store(url)
+    store = open_bench_store(url)
     now = time.time_ns() // 1_000_000
     try:
         for c in range(ctx.sizes.clinic_chairs):

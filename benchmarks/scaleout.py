@@ -17,12 +17,11 @@ import json
 import time
 from typing import Any
 
-from benchmarks.harness import Context
+from benchmarks.harness import Context, open_bench_store
 from benchmarks.latency import PROBE_SYS, TimedCollector
 from benchmarks.load import precreate_session, publish_backlog
 from benchmarks.throughput import alarms_available, drain_with_ingest
 from tests.servers import MqttCollector
-from vitals.store import open_store
 from vitals.topics import Topics
 
 ALARM_PROBES = 10
@@ -41,7 +40,7 @@ def shared(ctx: Context, backend: str) -> dict:
     url = ctx.store_url(backend, f"bench_{site}")
     result = drain_with_ingest(ctx, backend, site, n, store_url=url,
                                replicas=[("--site", site, "--shared-group", group, "--client-id", cid) for cid in ids])
-    store = open_store(url)
+    store = open_bench_store(url)
     try:
         result["counted_in_store"] = store.count_readings(site)
     finally:
@@ -70,7 +69,7 @@ def partitioned(ctx: Context, backend: str) -> dict:
     procs = result.pop("procs")
     topics = Topics()
     try:
-        store = open_store(url)
+        store = open_bench_store(url)
         try:
             result["counted_in_store"] = sum(store.count_readings(site) for site in sites)
         finally:

@@ -9,8 +9,8 @@ figure gets a fresh dashboard on a fresh InfluxDB database holding ``--chairs`` 
 - ``publish_to_screen``: publish -> value on the page in headless Chromium, the dashboard CLI as a subprocess
   under a 1 Hz load of ``--chairs`` chairs (``benchmarks.browser.measure``).
 
-Only ``serve``, ``DashboardConfig``, ``UsersFile`` and the login form are used, so the same file runs against an
-older tree: ``PYTHONPATH=/path/to/old/tree python /path/to/this/benchmarks/server.py``.
+The before figures (benchmarks/results/server-2026-12-02/) were taken with this file's previous version, which
+built a ``DashboardConfig``; the settings model has replaced that since.
 """
 
 from __future__ import annotations
@@ -93,13 +93,14 @@ def overview_http(ctx: Context, chairs: int, repeats: int, login: bool) -> dict[
     from dashboard.auth import UsersFile
     from dashboard.bench import OVERVIEW_CALLBACK
     from dashboard.server import serve
-    from dashboard.services import DashboardConfig
+    from vitals.settings import FixedSettings
 
     url, site = fill_store(ctx, chairs)
     users = ctx.workdir / f"users-{site}.json"
     UsersFile(users).add("nurse.bench", "nurse", PASSWORD, replace=True)
-    extra: dict[str, Any] = {"users_file": users} if login else {"no_login": True}
-    running = serve(DashboardConfig(mqtt_url=None, store_url=url, site=site, port=free_port(), **extra))
+    extra: dict[str, Any] = {"dashboard_users_file": users} if login else {"dashboard_no_login": True}
+    running = serve(FixedSettings(mqtt_url=None, store_url=url, site=site, dashboard_port=free_port(),
+                                  data_dir=ctx.workdir / site, **extra))
     try:
         client = Client(int(running.url.rsplit(":", 1)[1]))
         headers = {"Content-Type": "application/json"}

@@ -15,9 +15,8 @@ import time
 from pathlib import Path
 
 from benchmarks import profile
-from benchmarks.harness import Context, metric, proc_cpu_rss, run_consumer
+from benchmarks.harness import Context, metric, open_bench_store, proc_cpu_rss, run_consumer
 from benchmarks.load import precreate_session, publish_backlog
-from vitals.store import open_store
 
 BACKENDS = ("influxdb", "sqlite")
 
@@ -131,7 +130,7 @@ def ours(ctx: Context, backend: str, profile_out: Path | None = None) -> dict:
     _backlog(ctx, site, ctx.sizes.backlog_per_chair)
     result = drain_with_ingest(ctx, backend, site, n, replicas=[("--site", site, "--client-id", cid)],
                                profile_out=profile_out)
-    store = open_store(ctx.store_url(backend, f"bench_{site}"))
+    store = open_bench_store(ctx.store_url(backend, f"bench_{site}"))
     try:
         result["counted_in_store"] = store.count_readings(site)
     finally:

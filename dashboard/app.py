@@ -40,7 +40,7 @@ def create_app(services: Services) -> Dash:
     alarms.register(app, services)
     _install_health(app.server, services)
     services.gate.set_script_hashes(list(app.csp_hashes()))
-    if services.config.trust_proxy:
+    if services.config.dashboard_trust_proxy:
         from werkzeug.middleware.proxy_fix import ProxyFix
 
         app.server.wsgi_app = ProxyFix(app.server.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]

@@ -12,7 +12,8 @@ import json
 from collections.abc import Callable
 
 from dashboard.app import create_app
-from dashboard.services import DashboardConfig, Services
+from dashboard.services import Services
+from vitals.settings import Settings
 
 OVERVIEW_CALLBACK = {
     "output": "..overview-data.data...overview-summary.children..",
@@ -25,7 +26,8 @@ OVERVIEW_CALLBACK = {
 
 def overview_refresh(store_url: str, site: str, chairs: int = 48) -> Callable[[], int]:
     """Return a callable doing one overview refresh for a site's chairs; it returns the response size in bytes."""
-    services = Services(DashboardConfig(mqtt_url=None, store_url=store_url, no_login=True, site=site))
+    # The environment counts (INFUSION_INFLUX_TOKEN for an influxdb2:// store), as for a dashboard.
+    services = Services(Settings(mqtt_url=None, store_url=store_url, dashboard_no_login=True, site=site))
     app = create_app(services)
     history = services.history
     if not history.check():

@@ -19,7 +19,8 @@ from dashboard.live import LiveState, now_ms
 from dashboard.state import SPARK_BUCKET_MS, SPARK_WINDOW_MS
 from vitals.reading import VITALS, Reading, format_ts
 from vitals.records import AlarmEvent, AuditRecord, Session
-from vitals.store import Series, Store, open_store, redact_url
+from vitals.settings import Settings
+from vitals.store import Series, Store, open_store_from, redact_url
 
 log = logging.getLogger("dashboard.history")
 T = TypeVar("T")
@@ -37,11 +38,12 @@ class HistoryUnavailable(Exception):
 class History:
     """Store access for the dashboard, with availability tracked in the LiveState."""
 
-    def __init__(self, store_url: str | None, state: LiveState, *, site: str | None = None,
-                 opener: Callable[[str], Store] = open_store, ping_interval_s: float = PING_INTERVAL_S) -> None:
-        self.store_url = store_url
+    def __init__(self, settings: Settings, state: LiveState, *,
+                 opener: Callable[[Settings], Store] = open_store_from, ping_interval_s: float = PING_INTERVAL_S) -> None:
+        self.settings = settings
+        self.store_url = store_url = settings.store_url
         self.state = state
-        self.site = site
+        self.site = settings.site
         self._opener = opener
         self._store: Store | None = None
         self._lock = threading.Lock()
@@ -59,7 +61,7 @@ class History:
             if self._store is None:
                 if self.store_url is None:
                     raise HistoryUnavailable("no store configured")
-                self._store = self._opener(self.store_url)
+                self._store = self._opener(self.settings)
             return self._store
 
     def _call(self, fn: Callable[[Store], T], *, force: bool = False) -> T:

@@ -17,17 +17,17 @@ def shell(services: Services) -> html.Div:
     user_bits: list[Any] = []
     if who is not None:
         user_bits.append(html.Span(f"{who.user} ({who.role})", className="who", id="who"))
-    if not services.config.no_login:
+    if not services.config.dashboard_no_login:
         user_bits.append(html.A("Sign out", href="/logout", className="nav-link", id="logout"))
     static_banners = []
-    if services.config.no_login:
+    if services.config.dashboard_no_login:
         static_banners.append(banner(
             "LOGIN DISABLED: this dashboard runs with --no-login on a loopback address; "
             f"actions are recorded as '{who.user if who else 'station'}'.", "warn", "no-login-banner"))
     return html.Div(
         [
             dcc.Location(id="url", refresh=False),
-            dcc.Interval(id="tick", interval=services.config.refresh_ms, n_intervals=0),
+            dcc.Interval(id="tick", interval=services.config.dashboard_refresh_ms, n_intervals=0),
             dcc.Store(id="sound-state", data={"sounding": 0}),
             dcc.Store(id="sound-enabled", storage_type="local", data=False),
             html.Header(

@@ -1,4 +1,4 @@
-"""Run the dashboard: build it from a config, serve it with waitress on a thread, stop it (CLI, demo and tests).
+"""Run the dashboard: build it from its settings, serve it with waitress on a thread, stop it (CLI, demo and tests).
 
 waitress is a production WSGI server in pure Python with a pool of threads in one process, which is what the
 dashboard needs: the live MQTT feed and the cache every callback reads live in that process (docs/dashboard.md).
@@ -15,7 +15,8 @@ from typing import Any
 from dash import Dash
 
 from dashboard.app import create_app
-from dashboard.services import DashboardConfig, Services, is_loopback
+from dashboard.services import Services, check_settings, is_loopback
+from vitals.settings import Settings
 
 log = logging.getLogger("dashboard")
 access_log = logging.getLogger("dashboard.access")
@@ -25,9 +26,9 @@ CONNECTION_LIMIT = 200  # open connections; a station screen holds a few, a clin
 BACKLOG = 256
 
 
-def build_server(config: DashboardConfig) -> tuple[Services, Dash]:
-    """Return the dashboard's services (not started) and its Dash app, after checking the config."""
-    config.check()
+def build_server(config: Settings) -> tuple[Services, Dash]:
+    """Return the dashboard's services (not started) and its Dash app, after checking the settings."""
+    check_settings(config)
     services = Services(config)
     return services, create_app(services)
 
@@ -48,7 +49,7 @@ def failed_requests_only(app: Callable[..., Iterable[bytes]]) -> Callable[..., I
     return logged
 
 
-def http_server(app: Callable[..., Iterable[bytes]], config: DashboardConfig) -> Any:
+def http_server(app: Callable[..., Iterable[bytes]], config: Settings) -> Any:
     """Return a waitress server for ``app`` bound to the config's host and port (not yet running).
 
     Proxy headers are left to the app (werkzeug's ProxyFix, installed with --trust-proxy): one mechanism.
@@ -57,7 +58,8 @@ def http_server(app: Callable[..., Iterable[bytes]], config: DashboardConfig) ->
 
     idle = config.dashboard_idle_timeout_s
     return create_server(
-        failed_requests_only(app), host=config.host, port=config.port, threads=config.dashboard_threads,
+        failed_requests_only(app), host=config.dashboard_host, port=config.dashboard_port,
+        threads=config.dashboard_threads,
         connection_limit=CONNECTION_LIMIT, backlog=BACKLOG, ident=SERVER_NAME,
         channel_timeout=max(1, round(idle)), cleanup_interval=max(1, min(10, round(idle / 2))),
         clear_untrusted_proxy_headers=False, expose_tracebacks=False,
@@ -92,7 +94,7 @@ class RunningDashboard:
         self.services.gate.sessions.close()
 
 
-def serve(config: DashboardConfig) -> RunningDashboard:
+def serve(config: Settings) -> RunningDashboard:
     """Start the dashboard (MQTT feed, history, HTTP on a thread) and return a handle to stop it."""
     services, app = build_server(config)
     try:
@@ -104,8 +106,9 @@ def serve(config: DashboardConfig) -> RunningDashboard:
     thread = threading.Thread(target=http.run, name="dashboard-http", daemon=True)
     thread.start()
     running = RunningDashboard(services, app, http, thread)
-    log.info("dashboard serving on %s%s", running.url, " (LOGIN DISABLED)" if config.no_login else "")
-    if not is_loopback(config.host) and not (config.secure_cookies or config.trust_proxy):
+    log.info("dashboard serving on %s%s", running.url, " (LOGIN DISABLED)" if config.dashboard_no_login else "")
+    host = config.dashboard_host
+    if not is_loopback(host) and not (config.dashboard_secure_cookies or config.dashboard_trust_proxy):
         log.warning("serving logins over plain HTTP on %s: put a TLS-terminating proxy in front "
-                    "(--trust-proxy) or serve only on a closed station network (docs/dashboard.md)", config.host)
+                    "(--trust-proxy) or serve only on a closed station network (docs/dashboard.md)", host)
     return running

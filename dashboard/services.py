@@ -5,52 +5,31 @@ from __future__ import annotations
 import ipaddress
 import logging
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from dashboard.auth import DEFAULT_SESSION_HOURS, Gate, LoginSession
+from dashboard.auth import Gate, LoginSession
 from dashboard.history import History
 from dashboard.live import LiveFeed, LiveState, now_ms
 from dashboard.sessions import sessions_path
 from vitals.records import AuditRecord
+from vitals.settings import Settings
 from vitals.topics import Topics
 
 log = logging.getLogger("dashboard")
 
 
-@dataclass(frozen=True, slots=True)
-class DashboardConfig:
-    """How the dashboard runs. Example: ``DashboardConfig(mqtt_url="mqtt://127.0.0.1:1883", store_url="sqlite:///v.db")``."""
-
-    mqtt_url: str | None = "mqtt://127.0.0.1:1883"
-    store_url: str | None = None
-    host: str = "127.0.0.1"
-    port: int = 8050
-    users_file: Path | None = None
-    no_login: bool = False
-    site: str | None = None
-    topic_prefix: str = "clinic"
-    mqtt_protocol: str = "5"
-    mqtt_tls: dict[str, Path | None] = field(default_factory=dict)
-    session_hours: float = DEFAULT_SESSION_HOURS
-    secure_cookies: bool = False
-    trust_proxy: bool = False
-    no_data_s: float = 15.0
-    cuff_interval_min: float = 10.0
-    audio_pause_s: float = 120.0
-    refresh_ms: int = 1000
-    # server helper: the same names as in vitals.settings.Settings
-    data_dir: Path | None = None
-    dashboard_sessions_file: Path | None = None
-    dashboard_threads: int = 8
-    dashboard_idle_timeout_s: float = 30.0
-
-    def check(self) -> None:
-        """Raise ValueError when the combination is unsafe (login off on a non-loopback address)."""
-        if self.no_login and not is_loopback(self.host):
-            raise ValueError(f"--no-login is only allowed on a loopback address, not {self.host!r}")
-        if not self.no_login and self.users_file is None:
-            raise ValueError("a users file is needed (--users-file), or --no-login on a loopback address")
+def check_settings(settings: Settings) -> None:
+    """Raise ValueError when the dashboard must not start so: login off on a non-loopback address, no users file."""
+    if settings.dashboard_no_login:
+        if not is_loopback(settings.dashboard_host):
+            raise ValueError(f"--no-login is only allowed on a loopback address, not {settings.dashboard_host!r}")
+        return
+    users = settings.dashboard_users_file
+    if users is None:
+        raise ValueError("a users file is needed (--users-file), or --no-login on a loopback address")
+    if not Path(users).exists():
+        raise ValueError(f"users file {users} does not exist; add a user with "
+                         f"'infusion-monitor user add NAME --role admin --users-file {users}'")
 
 
 def is_loopback(host: str) -> bool:
@@ -66,7 +45,7 @@ def is_loopback(host: str) -> bool:
 class Services:
     """The dashboard's running parts, shared by every callback."""
 
-    def __init__(self, config: DashboardConfig, *, state: LiveState | None = None, history: History | None = None,
+    def __init__(self, config: Settings, *, state: LiveState | None = None, history: History | None = None,
                  feed: LiveFeed | None = None, gate: Gate | None = None) -> None:
         from dashboard.auth import UsersFile
 
@@ -75,15 +54,18 @@ class Services:
         self.state = state or LiveState(no_data_ms=int(config.no_data_s * 1000),
                                         cuff_interval_ms=int(config.cuff_interval_min * 60_000),
                                         audio_pause_ms=int(config.audio_pause_s * 1000))
-        self.history = history or History(config.store_url, self.state, site=config.site)
+        self.history = history or History(config, self.state)
         if feed is None and config.mqtt_url:
             feed = LiveFeed(self.state, config.mqtt_url, topics=self.topics, site=config.site,
-                            protocol=config.mqtt_protocol, **config.mqtt_tls)
+                            protocol=config.mqtt_protocol, ca_file=config.mqtt_ca_file,
+                            cert_file=config.mqtt_cert_file, key_file=config.mqtt_key_file)
         self.feed = feed
-        users = UsersFile(config.users_file) if config.users_file else None
-        self.gate = gate or Gate(users, no_login=config.no_login, session_hours=config.session_hours,
-                                 secure_cookies=config.secure_cookies, audit=self.audit_async,
-                                 sessions_file=sessions_path(config.dashboard_sessions_file, config.data_dir))
+        no_login = config.dashboard_no_login
+        users = UsersFile(config.dashboard_users_file) if config.dashboard_users_file and not no_login else None
+        sessions_file = None if no_login else sessions_path(config.dashboard_sessions_file, config.data_dir)
+        self.gate = gate or Gate(users, no_login=no_login, session_hours=config.dashboard_session_hours,
+                                 secure_cookies=config.dashboard_secure_cookies, audit=self.audit_async,
+                                 sessions_file=sessions_file)
 
     def user(self) -> LoginSession | None:
         """Return the logged-in user of the current request."""

@@ -7,17 +7,10 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import os
 import sys
 
 from dashboard.auth import ROLES, UsersError, UsersFile
-
-DEFAULT_USERS_FILE = "data/users.json"
-
-
-def default_users_file() -> str:
-    """Return the users file named by INFUSION_DASHBOARD_USERS_FILE, else data/users.json."""
-    return os.environ.get("INFUSION_DASHBOARD_USERS_FILE", DEFAULT_USERS_FILE)
+from vitals.settings import add_settings_arguments, settings_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,8 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     remove.add_argument("name")
     subs.add_parser("list", help="list users and roles")
     for sub in (add, remove, subs.choices["list"]):
-        sub.add_argument("--users-file", default=None, help=f"users file (default {DEFAULT_USERS_FILE} or "
-                         "$INFUSION_DASHBOARD_USERS_FILE)")
+        add_settings_arguments(sub, "user")  # --users-file, the dashboard's own setting
 
 
 def read_password(stdin=None) -> str:  # type: ignore[no-untyped-def]
@@ -48,7 +40,15 @@ def read_password(stdin=None) -> str:  # type: ignore[no-untyped-def]
 
 def run(args: argparse.Namespace) -> int:
     """Run a user subcommand; return the exit status."""
-    users = UsersFile(args.users_file or default_users_file())
+    try:
+        path = settings_from_args(args, "user").dashboard_users_file
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if path is None:
+        print("error: no users file configured (--users-file or INFUSION_DASHBOARD_USERS_FILE)", file=sys.stderr)
+        return 2
+    users = UsersFile(path)
     try:
         if args.user_command == "add":
             new = users.add(args.name, args.role, read_password(), replace=args.replace)

@@ -53,8 +53,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if getattr(args, "_unavailable", None):
         parser.error(f"{args.command} is not available: {args._unavailable}")
+    from vitals.settings import SettingsError
+
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
+    except SettingsError as exc:
+        print(f"infusion-monitor {args.command}: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import shutil
 import signal
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from infusion_monitor.broker import BROKERS, BrokerStartError, check_free, free_port, start_broker
+from vitals.settings import FixedSettings, Settings
 
 log = logging.getLogger("demo")
 
@@ -120,19 +120,13 @@ def simulated_start_ms(duration_s: float | None, speed: float, now_ms: int) -> i
     return now_ms - round(lag_s * 1000)
 
 
-def demo_settings(**values: Any) -> Any:
-    """Return settings from defaults and ``values`` only: the shell's INFUSION_* variables are ignored.
+def demo_settings(**values: Any) -> Settings:
+    """Return settings from defaults and ``values`` only: the shell's INFUSION_* variables and files are ignored.
 
     A demo must never page real staff through notification URLs set for production, nor filter away its own
-    simulated site because INFUSION_SITE names another.
+    simulated site because INFUSION_SITE names another. The environment is read, never changed.
     """
-    from vitals.settings import load_settings
-
-    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("INFUSION_") or k == "INFLUX_TOKEN"}
-    try:
-        return load_settings(**values)
-    finally:
-        os.environ.update(saved)
+    return FixedSettings(**values)
 
 
 def start_parts(args: argparse.Namespace, demo: Demo, data_dir: Path) -> str:
@@ -148,6 +142,7 @@ def start_parts(args: argparse.Namespace, demo: Demo, data_dir: Path) -> str:
     settings = demo_settings(
         mqtt_url=broker.url, mqtt_protocol=broker.protocol, store_url=f"sqlite:///{data_dir / 'vitals.db'}",
         data_dir=data_dir, http_host="127.0.0.1", http_port=free_port(), mqtt_client_id="infusion-demo-ingest",
+        dashboard_host="127.0.0.1", dashboard_port=port, dashboard_no_login=True,
         # The broker is the demo's own, on a new port each run: name it, so a kept --data-dir stays its state.
         broker_id=DEMO_BROKER_ID,
     )
@@ -166,15 +161,8 @@ def start_parts(args: argparse.Namespace, demo: Demo, data_dir: Path) -> str:
         raise ConnectionError(f"the ingest could not connect to the demo broker at {broker.url}")
 
     from dashboard.server import serve
-    from dashboard.services import DashboardConfig
 
-    config = DashboardConfig(
-        mqtt_url=broker.url, store_url=settings.store_url, host="127.0.0.1", port=port, no_login=True,
-        topic_prefix=settings.topic_prefix, mqtt_protocol=broker.protocol, no_data_s=settings.no_data_s,
-        cuff_interval_min=settings.cuff_interval_min, audio_pause_s=settings.audio_pause_s,
-    )
-    config.check()
-    dashboard = serve(config)
+    dashboard = serve(settings)
     demo.started("dashboard", dashboard.stop)
     demo.urls["dashboard"] = dashboard.url
 

@@ -33,7 +33,7 @@ from vitals.mqtt import connect, make_client, redact
 from vitals.reading import Refusal, refusals_report, validate_payload
 from vitals.records import AckCommand, RecordError, Session, device_status
 from vitals.settings import Settings
-from vitals.store import Store, open_store, redact_url
+from vitals.store import Store, open_store_from, redact_url
 from vitals.topics import TopicError, Topics
 
 log = logging.getLogger("ingest")
@@ -55,10 +55,7 @@ class IngestService:
         self.settings = settings
         self.topics = Topics(settings.topic_prefix)
         self.metrics = Metrics()
-        self.store = store or open_store(
-            settings.store_url, token=settings.token(), timeout_s=settings.store_timeout_s,
-            retention=settings.influx_retention,
-        )
+        self.store = store or open_store_from(settings)
         self.spool = Spool(settings.data_dir / "spool.db", int(settings.spool_max_mb * 1024 * 1024),
                            origin=Origin.from_settings(settings), fresh=settings.state_mismatch == "fresh")
         self.writer = Writer(

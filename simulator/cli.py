@@ -7,8 +7,9 @@ import logging
 import signal
 import threading
 
-from simulator.common import add_common_arguments, parse_speed, parse_time_ms, settings_from
+from simulator.common import parse_speed, parse_time_ms
 from simulator.scenario import ScenarioError, builtin_names, load_scenario, parse_duration, parse_override
+from vitals.settings import add_settings_arguments, settings_from_args
 from vitals.topics import TopicError, check_id
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def _site(text: str) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the simulate options."""
-    add_common_arguments(parser)
+    add_settings_arguments(parser, "simulate")
     parser.add_argument("--site", type=_site, default="sim", help="site id (default sim)")
     parser.add_argument("--chairs", type=int, help="number of chairs (default: the scenario's, else 4)")
     parser.add_argument("--scenario", default="normal",
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     if args.chairs is not None and not 1 <= args.chairs <= 100_000:
         log.error("--chairs must be between 1 and 100000")
         return 2
-    settings = settings_from(args)
+    settings = settings_from_args(args, "simulate")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -1,4 +1,4 @@
-"""Command-line pieces shared by simulate, record and replay: common flags, speed and time parsing."""
+"""Command-line pieces shared by simulate, record and replay: speed and time parsing (settings flags: vitals.settings)."""
 
 from __future__ import annotations
 
@@ -7,21 +7,6 @@ import time
 from datetime import UTC, datetime
 
 from simulator.scenario import parse_duration
-from vitals.settings import Settings, load_settings
-
-
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add --config, --mqtt-url, --mqtt-protocol and --topic-prefix (defaults from settings, env, TOML)."""
-    parser.add_argument("--config", help="TOML configuration file (see docs/configuration.md)")
-    parser.add_argument("--mqtt-url", help="broker URL mqtt[s]://[user:password@]host:port (setting mqtt_url)")
-    parser.add_argument("--mqtt-protocol", choices=["5", "3.1.1"], help="MQTT protocol version (setting mqtt_protocol)")
-    parser.add_argument("--topic-prefix", help="first topic level (setting topic_prefix, default clinic)")
-
-
-def settings_from(args: argparse.Namespace) -> Settings:
-    """Return settings from defaults, --config, the environment and the common flags."""
-    return load_settings(args.config, mqtt_url=args.mqtt_url, mqtt_protocol=args.mqtt_protocol,
-                         topic_prefix=args.topic_prefix)
 
 
 def parse_speed(text: str) -> float:

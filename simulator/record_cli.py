@@ -14,11 +14,10 @@ from pathlib import Path
 import paho.mqtt.client as paho
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from simulator.common import add_common_arguments, settings_from
 from simulator.recording import to_line
 from simulator.scenario import parse_duration
 from vitals.mqtt import connect, make_client, redact, wait_connected
-from vitals.settings import Settings
+from vitals.settings import Settings, add_settings_arguments, settings_from_args
 from vitals.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -26,9 +25,8 @@ log = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the record options."""
-    add_common_arguments(parser)
+    add_settings_arguments(parser, "record")
     parser.add_argument("--out", required=True, help="JSON Lines file to write ('-' = standard output)")
-    parser.add_argument("--site", help="only this site (default: every site)")
     parser.add_argument("--duration", type=parse_duration, help="stop after this long, e.g. 90s, 10m (default: until Ctrl-C)")
 
 
@@ -85,7 +83,7 @@ def record(settings: Settings, out_path: str | Path, *, site: str | None = None,
 
 def run(args: argparse.Namespace) -> int:
     """Record until Ctrl-C, SIGTERM or --duration."""
-    settings = settings_from(args)
+    settings = settings_from_args(args, "record")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -94,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         timer.daemon = True
         timer.start()
     try:
-        record(settings, args.out, site=args.site, stop=stop)
+        record(settings, args.out, site=settings.site, stop=stop)
     except ConnectionError as exc:
         log.error("%s", exc)
         return 1

@@ -2,7 +2,8 @@
 
 ``replay FILE.jsonl --mqtt-url URL [--speed X] [--restamp] [--site NEW]`` republishes a recording (recording.py);
 ``replay --store-url URL --site S --chair C --from T --to T`` republishes a chair's stored readings at their
-timestamps. ``--restamp`` shifts every timestamp by one offset so the replay happens now (see ``restamp_offset``). Session and
+timestamps (the store is opened from the settings: --store-url, with INFUSION_INFLUX_TOKEN or the --config file).
+``--restamp`` shifts every timestamp by one offset so the replay happens now (see ``restamp_offset``). Session and
 status messages are always republished retained, as the contract says, whatever the recording's flag.
 """
 
@@ -18,11 +19,11 @@ import threading
 import time
 from collections.abc import Callable
 
-from simulator.common import add_common_arguments, parse_speed, parse_time_ms, settings_from
+from simulator.common import parse_speed, parse_time_ms
 from simulator.publisher import Publisher, PublishStats, pace
 from simulator.recording import as_contract, read_lines, resite, restamp, timestamps
 from simulator.stream import Message, dumps
-from vitals.settings import Settings
+from vitals.settings import Settings, add_settings_arguments, settings_from_args
 from vitals.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -30,13 +31,12 @@ log = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the replay options."""
-    add_common_arguments(parser)
+    add_settings_arguments(parser, "replay")
     parser.add_argument("file", nargs="?", help="recording (JSON Lines) to replay")
     parser.add_argument("--speed", type=parse_speed, default=1.0, help="pacing factor; 'max' or 0 = as fast as possible")
     parser.add_argument("--restamp", action="store_true", help="shift timestamps so the replay happens now")
     parser.add_argument("--site", help="with a file: publish under this site instead; with --store-url: the stored site")
     parser.add_argument("--to-site", help="with --store-url: publish under this site (default: the stored one)")
-    parser.add_argument("--store-url", help="replay a stored session from this store instead of a file")
     parser.add_argument("--chair", help="with --store-url: the chair")
     parser.add_argument("--from", dest="from_ms", type=parse_time_ms, help="with --store-url: start (ISO 8601)")
     parser.add_argument("--to", dest="to_ms", type=parse_time_ms, help="with --store-url: end (ISO 8601)")
@@ -52,16 +52,16 @@ def load_recording(path: str) -> list[Message]:
 SESSION_LOOKBACK_MS = 24 * 3600 * 1000
 
 
-def stored_messages(store_url: str, topics: Topics, site: str, chair: str, start_ms: int, end_ms: int,
+def stored_messages(settings: Settings, topics: Topics, site: str, chair: str, start_ms: int, end_ms: int,
                     to_site: str | None = None) -> list[Message]:
     """Return a chair's stored readings in [start_ms, end_ms) and its sessions then, as messages at their times.
 
     A session is published ``active`` at its start (or at ``start_ms`` if it began before) and ``ended`` at its
     end if that falls in the range, retained, as its device published it.
     """
-    from vitals.store import open_store
+    from vitals.store import open_store_from
 
-    store = open_store(store_url)
+    store = open_store_from(settings)
     try:
         readings = store.readings(site, chair, start_ms, end_ms)
         sessions = store.sessions(site, chair, start_ms - SESSION_LOOKBACK_MS, end_ms)
@@ -152,14 +152,14 @@ def _progress_bar(total: int) -> Callable[[PublishStats], None]:
 
 def run(args: argparse.Namespace) -> int:
     """Replay a recording or a stored session until done or Ctrl-C."""
-    settings = settings_from(args)
+    settings = settings_from_args(args, "replay")
     topics = Topics(settings.topic_prefix)
     try:
         if args.store_url:
             if not (args.site and args.chair and args.from_ms is not None and args.to_ms is not None):
                 log.error("replay from a store needs --site, --chair, --from and --to")
                 return 2
-            messages = stored_messages(args.store_url, topics, args.site, args.chair, args.from_ms, args.to_ms,
+            messages = stored_messages(settings, topics, args.site, args.chair, args.from_ms, args.to_ms,
                                        args.to_site)
             messages = prepare(messages, topics, restamp_now_ms=round(time.time() * 1000) if args.restamp else None,
                                speed=args.speed)

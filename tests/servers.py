@@ -37,6 +37,34 @@ def wait_port(port: int, timeout: float = 15.0, proc: subprocess.Popen | None = 
     raise TimeoutError(f"nothing listened on port {port} within {timeout} s")
 
 
+def wait_until(predicate, timeout: float = 20.0, step: float = 0.1) -> bool:  # type: ignore[no-untyped-def]
+    """Wait until ``predicate()`` is true; return whether it became true."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return bool(predicate())
+
+
+class ThreadedHTTP:
+    """A real HTTP server on a free loopback port, served from a daemon thread; ``close()`` stops it."""
+
+    def __init__(self, handler: type) -> None:
+        import threading
+        from http.server import ThreadingHTTPServer
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        """Stop serving."""
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def require(binary: str) -> str:
     """Return the path of a server binary or fail with how to install it."""
     found = shutil.which(binary) or next(
@@ -143,14 +171,19 @@ class Mosquitto(Server):
 
 
 class Influxd(Server):
-    """An InfluxDB 1.x server (Debian's influxdb) speaking the v1 HTTP API."""
+    """An InfluxDB 1.x server (Debian's influxdb) speaking the v1 HTTP API.
+
+    With ``admin=(user, password)`` it enforces authentication (``auth-enabled``) and has that admin user, made
+    after start (1.x lets the first admin be created without credentials); without, it is open, as most tests want.
+    """
 
     name = "influxd"
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, admin: tuple[str, str] | None = None) -> None:
         super().__init__(workdir)
         self.port = port or free_port()
         self.rpc_port = free_port()
+        self.admin = admin
 
     @property
     def url(self) -> str:
@@ -158,8 +191,11 @@ class Influxd(Server):
         return f"http://127.0.0.1:{self.port}"
 
     def store_url(self, database: str = "vitals") -> str:
-        """Return an influxdb:// store URL for a database on this server."""
-        return f"influxdb://127.0.0.1:{self.port}/{database}"
+        """Return an influxdb:// store URL for a database on this server (with the admin's credentials, if any)."""
+        from urllib.parse import quote
+
+        credentials = f"{quote(self.admin[0], safe='')}:{quote(self.admin[1], safe='')}@" if self.admin else ""
+        return f"influxdb://{credentials}127.0.0.1:{self.port}/{database}"
 
     def command(self) -> list[str]:
         conf = self.workdir / "influxdb.conf"
@@ -177,6 +213,7 @@ class Influxd(Server):
                 "[http]",
                 f'  bind-address = "127.0.0.1:{self.port}"',
                 "  log-enabled = false",
+                f"  auth-enabled = {'true' if self.admin else 'false'}",
                 "[monitor]",
                 "  store-enabled = false",
                 "[continuous_queries]",
@@ -194,19 +231,34 @@ class Influxd(Server):
             try:
                 with urllib.request.urlopen(f"{self.url}/ping", timeout=1) as resp:
                     if resp.status == 204:
+                        self._ensure_admin()
                         return
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.1)
         raise TimeoutError(f"influxd did not answer /ping within {timeout} s:\n{self.log()[-2000:]}")
 
+    def _ensure_admin(self) -> None:
+        """Create the admin user once (allowed without credentials while the server has no user)."""
+        if not self.admin or (self.workdir / "admin-created").exists():
+            return
+        user, password = self.admin
+        escaped = password.replace("\\", "\\\\").replace("'", "\\'")
+        self.query(f"CREATE USER \"{user}\" WITH PASSWORD '{escaped}' WITH ALL PRIVILEGES", db="")
+        (self.workdir / "admin-created").touch()
+
     def query(self, q: str, db: str = "vitals") -> dict:
-        """Run an InfluxQL query over HTTP and return the decoded JSON."""
+        """Run an InfluxQL query over HTTP (as the admin, if any) and return the decoded JSON."""
+        import base64
         import json
         import urllib.parse
 
         data = urllib.parse.urlencode({"q": q, "db": db, "epoch": "ms"}).encode()
-        with urllib.request.urlopen(f"{self.url}/query", data=data, timeout=10) as resp:
+        request = urllib.request.Request(f"{self.url}/query", data=data)
+        if self.admin and (self.workdir / "admin-created").exists():
+            pair = f"{self.admin[0]}:{self.admin[1]}".encode()
+            request.add_header("Authorization", "Basic " + base64.b64encode(pair).decode())
+        with urllib.request.urlopen(request, timeout=10) as resp:
             return json.loads(resp.read())
 
 

@@ -12,7 +12,8 @@ import pytest
 
 from dashboard.app import create_app
 from dashboard.auth import COOKIE_NAME, CSRF_COOKIE, MAX_FAILURES_PER_USER, UsersError, UsersFile, safe_next
-from dashboard.services import DashboardConfig, Services
+from dashboard.services import Services, check_settings
+from vitals.settings import FixedSettings
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "correct horse battery"
@@ -29,7 +30,7 @@ def users_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def services(users_file: Path) -> Services:
-    return Services(DashboardConfig(mqtt_url=None, store_url=None, users_file=users_file))
+    return Services(FixedSettings(mqtt_url=None, store_url=None, dashboard_users_file=users_file))
 
 
 @pytest.fixture
@@ -171,11 +172,13 @@ def test_removed_user_is_logged_out(client, users_file: Path) -> None:  # type: 
 
 def test_no_login_only_on_loopback_and_says_so(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="loopback"):
-        DashboardConfig(host="0.0.0.0", no_login=True).check()
-    with pytest.raises(ValueError, match="users file"):
-        DashboardConfig(host="127.0.0.1").check()
-    DashboardConfig(host="::1", no_login=True).check()
-    services = Services(DashboardConfig(mqtt_url=None, store_url=None, no_login=True))
+        check_settings(FixedSettings(dashboard_host="0.0.0.0", dashboard_no_login=True))
+    with pytest.raises(ValueError, match="users file is needed"):
+        check_settings(FixedSettings(dashboard_host="127.0.0.1", dashboard_users_file=None))
+    with pytest.raises(ValueError, match="does not exist; add a user"):
+        check_settings(FixedSettings(dashboard_users_file=tmp_path / "none.json"))
+    check_settings(FixedSettings(dashboard_host="::1", dashboard_no_login=True))
+    services = Services(FixedSettings(mqtt_url=None, store_url=None, dashboard_no_login=True))
     client = create_app(services).server.test_client()
     layout = client.get("/_dash-layout").get_data(as_text=True)
     assert "LOGIN DISABLED" in layout

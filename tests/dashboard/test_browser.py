@@ -18,11 +18,11 @@ import pytest
 
 from dashboard.auth import UsersFile
 from dashboard.server import RunningDashboard, serve
-from dashboard.services import DashboardConfig
 from tests.dashboard.scene import TOPICS, alarm, now_ms, publish_live, publish_scene, seed_store
 from tests.dashboard.scene import session as session_payload
 from tests.servers import Mosquitto, MqttCollector, free_port
 from vitals.mqtt import connect, make_client, wait_connected
+from vitals.settings import FixedSettings
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -54,8 +54,8 @@ def start_dashboard(mosquitto: Mosquitto, site: str, tmp_path: Path, store_url: 
     """Serve a dashboard with one nurse user on a free port."""
     users = tmp_path / "users.json"
     UsersFile(users).add("nurse.kim", "nurse", PASSWORD, replace=True)
-    return serve(DashboardConfig(mqtt_url=mosquitto.url, store_url=store_url, port=free_port(), site=site,
-                                 users_file=users))
+    return serve(FixedSettings(mqtt_url=mosquitto.url, store_url=store_url, dashboard_port=free_port(), site=site,
+                                 dashboard_users_file=users))
 
 
 @pytest.fixture
@@ -267,8 +267,8 @@ def test_admin_edits_limits_in_the_chair_view(browser, mosquitto, publisher, sit
     users = tmp_path / "users.json"
     UsersFile(users).add("admin.lee", "admin", PASSWORD)
     store_url = f"sqlite:///{tmp_path / 'vitals.db'}"
-    dashboard = serve(DashboardConfig(mqtt_url=mosquitto.url, store_url=store_url, port=free_port(), site=site,
-                                      users_file=users))
+    dashboard = serve(FixedSettings(mqtt_url=mosquitto.url, store_url=store_url, dashboard_port=free_port(), site=site,
+                                      dashboard_users_file=users))
     collector = MqttCollector(mosquitto.url, f"clinic/{site}/chair/+/limits")
     try:
         publisher.publish(TOPICS.vitals(site, "c-01"), json.dumps({"ts": now_ms(), "hr": 70}), qos=1)

@@ -14,8 +14,9 @@ from dashboard.app import create_app
 from dashboard.bench import overview_refresh
 from dashboard.history import History, HistoryUnavailable
 from dashboard.live import LiveState
-from dashboard.services import DashboardConfig, Services
+from dashboard.services import Services
 from tests.dashboard.scene import now_ms, seed_store
+from vitals.settings import FixedSettings
 from vitals.store import open_store
 
 pytestmark = pytest.mark.integration
@@ -30,7 +31,7 @@ def store_url(tmp_path: Path, site: str) -> str:
 
 @pytest.fixture
 def services(store_url: str, site: str) -> Services:
-    services = Services(DashboardConfig(mqtt_url=None, store_url=store_url, no_login=True, site=site))
+    services = Services(FixedSettings(mqtt_url=None, store_url=store_url, dashboard_no_login=True, site=site))
     assert services.history.check()
     return services
 
@@ -91,7 +92,7 @@ def test_export_refuses_bad_ranges(services: Services, site: str) -> None:
 
 def test_store_down_fails_fast_and_says_why(site: str) -> None:
     state = LiveState()
-    history = History("influxdb://127.0.0.1:9/vitals", state, site=site)
+    history = History(FixedSettings(store_url="influxdb://127.0.0.1:9/vitals", site=site), state)
     assert not history.check()
     links = state.links()
     assert not links.store_available and links.store_down_since is not None and links.store_reason
@@ -109,7 +110,7 @@ def test_logins_and_failures_are_audited(store_url: str, site: str, tmp_path: Pa
 
     users = tmp_path / "users.json"
     UsersFile(users).add("nurse.kim", "nurse", "audit password 1")
-    services = Services(DashboardConfig(mqtt_url=None, store_url=store_url, users_file=users, site=site))
+    services = Services(FixedSettings(mqtt_url=None, store_url=store_url, dashboard_users_file=users, site=site))
     assert services.history.check()
     client = create_app(services).server.test_client()
     for password in ("wrong password", "audit password 1"):

@@ -11,8 +11,9 @@ import pytest
 from dashboard import limits
 from dashboard.app import create_app
 from dashboard.auth import CSRF_COOKIE, UsersFile
-from dashboard.services import DashboardConfig, Services
+from dashboard.services import Services
 from tests.servers import Mosquitto, MqttCollector
+from vitals.settings import FixedSettings
 from vitals.topics import Topics
 
 PASSWORD = "limits password 1"
@@ -69,7 +70,7 @@ def test_admin_saves_limits_retained_nurse_is_refused(mosquitto: Mosquitto, site
     users = tmp_path / "users.json"
     UsersFile(users).add("admin.lee", "admin", PASSWORD)
     UsersFile(users).add("nurse.kim", "nurse", PASSWORD)
-    services = Services(DashboardConfig(mqtt_url=mosquitto.url, store_url=None, users_file=users, site=site))
+    services = Services(FixedSettings(mqtt_url=mosquitto.url, store_url=None, dashboard_users_file=users, site=site))
     app = create_app(services)
     services.start()
     collector = MqttCollector(mosquitto.url, f"clinic/{site}/chair/+/limits")

@@ -8,10 +8,11 @@ import time
 import pytest
 
 from dashboard.layouts import link_banners
-from dashboard.services import DashboardConfig, Services
+from dashboard.services import Services
 from tests.dashboard.scene import TOPICS, now_ms, session
 from tests.servers import Mosquitto
 from vitals.mqtt import connect, make_client, wait_connected
+from vitals.settings import FixedSettings
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +39,7 @@ def test_retained_state_arrives_on_connect_and_a_lost_broker_is_a_banner(own_mos
     client.disconnect()
     client.loop_stop()
 
-    services = Services(DashboardConfig(mqtt_url=own_mosquitto.url, store_url=None, no_login=True, site=site))
+    services = Services(FixedSettings(mqtt_url=own_mosquitto.url, store_url=None, dashboard_no_login=True, site=site))
     services.start()
     try:
         assert wait(lambda: len(services.state.chairs()) == 3)

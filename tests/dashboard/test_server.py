@@ -27,6 +27,7 @@ from dashboard.sessions import SESSIONS_FILE_NAME, Sessions, session_key
 from tests.dashboard.scene import TOPICS, now_ms
 from tests.dashboard.test_browser import ARGS, CHROMIUM, PASSWORD, publisher  # noqa: F401 - fixture
 from tests.servers import Mosquitto, Server, free_port, wait_port
+from vitals.settings import FixedSettings
 
 pytestmark = [pytest.mark.integration]
 
@@ -254,12 +255,11 @@ def test_sessions_file_holds_hashes_and_is_shared(tmp_path: Path) -> None:
 @pytest.mark.parametrize("trust_proxy", [True, False])
 def test_forwarded_headers_count_only_with_trust_proxy(tmp_path: Path, trust_proxy: bool) -> None:
     from dashboard.server import serve
-    from dashboard.services import DashboardConfig
 
     users = tmp_path / "users.json"
     UsersFile(users).add("nurse.kim", "nurse", PASSWORD)
-    running = serve(DashboardConfig(mqtt_url=None, store_url=None, port=free_port(), users_file=users,
-                                    trust_proxy=trust_proxy))
+    running = serve(FixedSettings(mqtt_url=None, store_url=None, dashboard_port=free_port(), dashboard_users_file=users,
+                                  data_dir=tmp_path, dashboard_trust_proxy=trust_proxy))
     try:
         request = urllib.request.Request(running.url + "/login", headers={"X-Forwarded-Proto": "https",
                                                                           "X-Forwarded-For": "203.0.113.7"})

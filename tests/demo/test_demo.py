@@ -133,7 +133,9 @@ def test_demo_serves_live_chairs_and_ctrl_c_leaves_nothing_running(demo_factory,
     data_dir = tmp_path / "demo-data"
     # A production shell's settings must not leak into the demo: another site, real notification targets.
     hostile = {"INFUSION_SITE": "elsewhere", "INFUSION_TOPIC_PREFIX": "other",
-               "INFUSION_NOTIFY__URLS": '["json://127.0.0.1:9/must-not-be-called"]'}
+               "INFUSION_NOTIFY__URLS": '["json://127.0.0.1:9/must-not-be-called"]',
+               "INFUSION_DASHBOARD_HOST": "0.0.0.0", "INFUSION_DASHBOARD_USERS_FILE": str(tmp_path / "none.json"),
+               "INFUSION_STORE_URL": "influxdb2://127.0.0.1:9/x?org=o"}
     demo = demo_factory("--chairs", "3", "--data-dir", str(data_dir), "--broker", broker, env=hostile)
     url = demo.wait_for(r"Dashboard:\s+(http://127\.0\.0\.1:\d+)", START_TIMEOUT_S).group(1)
     assert any("no login" in line for line in demo.lines)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import Influxd, IngestProcess, Mosquitto, MqttCollector, mosquitto_pub_lines
+from tests.servers import Influxd, IngestProcess, Mosquitto, MqttCollector, mosquitto_pub_lines, wait_until
 from vitals.store import open_store
 from vitals.topics import Topics
 
@@ -30,15 +30,6 @@ def stored_seqs(influxd: Influxd, db: str, site: str) -> list[int]:
     if "series" not in result:
         return []
     return sorted(int(row[1]) for series in result["series"] for row in series["values"])
-
-
-def wait_until(predicate, timeout: float, step: float = 0.2) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return bool(predicate())
 
 
 def test_mosquitto_pub_lands_valid_readings_once_and_refuses_bad_ones(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import Influxd, IngestProcess, Mosquitto, MqttCollector
+from tests.servers import Influxd, IngestProcess, Mosquitto, MqttCollector, wait_until
 from vitals.mqtt import connect, make_client, wait_connected
 from vitals.topics import Topics
 
@@ -114,16 +114,6 @@ class StoreWatcher:
         """Stop polling."""
         self._stop.set()
         self._thread.join(10)
-
-
-def wait_until(predicate, timeout: float, step: float = 0.5) -> bool:  # type: ignore[no-untyped-def]
-    """Wait until ``predicate()`` is true."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return bool(predicate())
 
 
 def check_exactly_once(clinic: Clinic, watcher: StoreWatcher, timeout: float) -> float:

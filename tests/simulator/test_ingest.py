@@ -18,7 +18,7 @@ from simulator.stream import generate, readings_of
 from tests.servers import IngestProcess, Mosquitto, MqttCollector
 from vitals.reading import Reading
 from vitals.records import Session
-from vitals.settings import load_settings
+from vitals.settings import FixedSettings, load_settings
 from vitals.store import open_store
 from vitals.topics import Topics
 
@@ -81,7 +81,7 @@ def test_replay_of_a_stored_session_publishes_its_readings_at_their_times(reques
         store.write_sessions([session])
     finally:
         store.close()
-    msgs = stored_messages(store_url, Topics(), site, "03", t0 + 10_000, t0 + 70_000)
+    msgs = stored_messages(FixedSettings(store_url=store_url), Topics(), site, "03", t0 + 10_000, t0 + 70_000)
     assert [m.sim_ms for m in msgs if m.topic.endswith("/vitals")] == [r.ts_ms for r in rows[10:70]]
     # The session running at --from is published active then, and ended when it ended, both retained.
     sessions = [(m.sim_ms, json.loads(m.payload), m.retain) for m in msgs if m.topic.endswith("/session")]

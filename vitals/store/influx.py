@@ -149,9 +149,15 @@ class InfluxStore(Store):
                 raise ValueError("an influxdb2:// store needs a token: set INFUSION_INFLUX_TOKEN or INFLUX_TOKEN")
             return cls(base, database, v2_org=org, token=str(token), retention=_opt_str(options.get("retention")),
                        timeout_s=timeout_s)
-        return cls(base, database, token=str(token) if token and not parts.username else None,
-                   username=unquote(parts.username) if parts.username else None,
-                   password=unquote(parts.password) if parts.password else None,
+        username = unquote(parts.username) if parts.username else None
+        password = unquote(parts.password) if parts.password else None
+        if username is None and token and ":" in str(token):
+            # 1.x credentials given as the token setting ("user:password", what InfluxDB 1.8+ and 2.x's v1 API
+            # take as "Authorization: Token user:password"): sent as Basic auth, which 1.6 also understands.
+            username, password = str(token).split(":", 1)
+            token = None
+        return cls(base, database, token=str(token) if token and username is None else None,
+                   username=username, password=password,
                    retention_policy=query.get("rp"), retention=_opt_str(options.get("retention")),
                    timeout_s=timeout_s)
 
@@ -206,7 +212,7 @@ class InfluxStore(Store):
                 if resp.status == 404 and b"database not found" in resp.data:
                     self._create_database()
                     resp = self._request("POST", path, body=body)
-                status, text = resp.status, resp.data[:300].decode("utf-8", "replace")
+                status, text = resp.status, resp.data[:300].decode("utf-8", "replace").strip()
             if status < 300:
                 continue
             if status in (400, 422):
@@ -216,7 +222,7 @@ class InfluxStore(Store):
                 dropped += int(found.group(1)) if found else len(chunk)
                 reasons.append(text)
                 continue
-            raise StoreError(f"InfluxDB refused a write ({status}): {text}")
+            raise StoreError(f"InfluxDB refused a write ({status}): {text}{_auth_hint(status)}")
         if dropped:
             raise StoreRejected(f"InfluxDB refused {dropped} points for good: {'; '.join(reasons)[:400]}", dropped)
 
@@ -275,7 +281,8 @@ class InfluxStore(Store):
         resp = self._request(method, "/query", fields, preload=False)
         try:
             if resp.status >= 300:
-                raise StoreError(f"InfluxDB refused a query ({resp.status}): {resp.read()[:300].decode('utf-8', 'replace')}")
+                text = resp.read()[:300].decode("utf-8", "replace").strip()
+                raise StoreError(f"InfluxDB refused a query ({resp.status}): {text}{_auth_hint(resp.status)}")
             series: list[dict[str, Any]] = []
             for chunk in _json_lines(resp):
                 for result in chunk.get("results", []):
@@ -461,6 +468,14 @@ class InfluxStore(Store):
         if self._v2 is not None:
             self._v2[1].close()
             self._v2[0].close()
+
+
+def _auth_hint(status: int) -> str:
+    """Return what to check when InfluxDB refused the credentials (401/403), else nothing."""
+    if status in (401, 403):
+        return ("; check the credentials: user:password in an influxdb:// URL, or INFUSION_INFLUX_TOKEN "
+                "(a 2.x/3.x token, or user:password for 1.x)")
+    return ""
 
 
 _UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
