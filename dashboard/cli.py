@@ -52,7 +52,7 @@ def config_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         mqtt_protocol=settings.mqtt_protocol, mqtt_tls={k: v for k, v in tls.items() if v is not None},
         session_hours=args.session_hours, secure_cookies=args.secure_cookies, trust_proxy=args.trust_proxy,
         no_data_s=settings.no_data_s, cuff_interval_min=settings.cuff_interval_min,
-        audio_pause_s=settings.audio_pause_s,
+        audio_pause_s=settings.audio_pause_s, dashboard_max_request_kb=settings.dashboard_max_request_kb,
     )
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from dashboard.auth import DEFAULT_SESSION_HOURS, Gate, LoginSession
 from dashboard.history import History
-from dashboard.live import LiveFeed, LiveState, now_ms
+from dashboard.live import LiveFeed, LiveState, Scope, in_scope, now_ms
 from vitals.records import AuditRecord
 from vitals.topics import Topics
 
@@ -38,6 +38,8 @@ class DashboardConfig:
     cuff_interval_min: float = 10.0
     audio_pause_s: float = 120.0
     refresh_ms: int = 1000
+    # security helper: the same name as the setting in vitals/settings.py, so the merge is mechanical
+    dashboard_max_request_kb: int = 1024
 
     def check(self) -> None:
         """Raise ValueError when the combination is unsafe (login off on a non-loopback address)."""
@@ -81,6 +83,26 @@ class Services:
     def user(self) -> LoginSession | None:
         """Return the logged-in user of the current request."""
         return self.gate.current()
+
+    def scope(self) -> Scope:
+        """Return the sites the current request may see: the dashboard's site, narrowed by the user's sites."""
+        from flask import has_request_context
+
+        scope: Scope = self.config.site
+        if not has_request_context():
+            return scope
+        who = self.user()
+        if who is None or self.config.no_login or self.gate.users is None:
+            return scope
+        user = self.gate.users.get(who.user)
+        if user is not None and user.sites:
+            allowed = frozenset(user.sites)
+            scope = allowed if scope is None else allowed & frozenset({scope})
+        return scope
+
+    def may_see(self, site: str) -> bool:
+        """Return whether the current request may see a site's chairs, pages and exports."""
+        return in_scope(site, self.scope())
 
     def audit(self, action: str, user: str, detail: str | None = None, *, site: str | None = None,
               chair: str | None = None, alarm_id: str | None = None) -> bool:

@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     audio_pause_s: float = Field(120.0, description="length of an audio pause")
     notify: NotifySettings = Field(default_factory=NotifySettings, description="staff notifications ([notify] section)")
 
+    # Dashboard (security helper)
+    dashboard_max_request_kb: int = Field(1024, gt=0, description="largest request body the dashboard takes, KiB "
+                                          "(callbacks, forms); larger ones get 413")
+
     @field_validator("topic_prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:
