@@ -5,8 +5,10 @@
   simultaneous attempts cannot all pass a check that runs before the failures are recorded.
 - At most ``MAX_CONCURRENT_CHECKS`` password checks run at once (argon2id holds 64 MiB each), and at most one
   per client address; an attempt over either bound is answered 429 at once, never queued.
-- Failures slow down the (user, address) pair that made them, and an address that fails for many names, with
-  delays that double up to a cap: never a hard lock, and never for a user on another address.
+- Failures slow down the (user, address) pair that made them (an attempt refused because the same address
+  already has a check running counts as one), and
+  an address that fails for many names, with delays that double up to a cap: never a hard lock, and never for
+  a user on another address.
 - Nothing here touches a session: an existing login keeps working whatever happens at the sign-in form.
 """
 
@@ -103,7 +105,13 @@ class LoginThrottle:
             if wait > 0:
                 self.refused["slow_down"] += 1
                 return Refusal("slow_down", wait)
-            if self._checking >= self.max_checks or self._per_address.get(address, 0) >= MAX_CHECKS_PER_ADDRESS:
+            if self._per_address.get(address, 0) >= MAX_CHECKS_PER_ADDRESS:
+                # A burst from one address: counted for its pair as if checked and failed, so a burst of guesses
+                # costs the delay it would have cost checked one by one (that pair only: nobody else waits).
+                self._count(pair, PAIR_FREE_FAILURES, now)
+                self.refused["busy"] += 1
+                return Refusal("busy", 1.0)
+            if self._checking >= self.max_checks:  # others' checks fill the slots: not counted against anyone
                 self.refused["busy"] += 1
                 return Refusal("busy", 1.0)
             self._checking += 1

@@ -89,6 +89,9 @@ def install(server: Any, gate: Gate) -> None:
     def logout() -> Any:
         # Only a POST from this dashboard's own page ends a login: it carries the session's CSRF token, which
         # another site cannot read. Anything else changes nothing (no cookie is cleared either).
+        if request.method != "POST":  # registered for GET too, or Dash's catch-all page would answer it
+            return make_response("sign out with the dashboard's Sign out button (POST)\n", 405,
+                                 {"Allow": "POST", "Content-Type": "text/plain; charset=utf-8"})
         if gate.no_login:
             return redirect("/", 303)
         item = gate.current()
@@ -103,4 +106,4 @@ def install(server: Any, gate: Gate) -> None:
         return response
 
     server.add_url_rule("/login", "infusion_login", login, methods=["GET", "POST"])
-    server.add_url_rule("/logout", "infusion_logout", logout, methods=["POST"])
+    server.add_url_rule("/logout", "infusion_logout", logout, methods=["GET", "POST"])
