@@ -227,16 +227,17 @@
   }
 
   function showSessionEnded() {
+    document.body.classList.add("session-ended");
     var node = note("session-ended-note");
     if (!node.firstChild) {
-      node.appendChild(document.createTextNode(""));
-      var link = document.createElement("a");
+      el("div", "session-ended-title", node).textContent = "SIGNED OUT: THIS STATION SHOWS NO ALARMS";
+      el("div", "session-ended-why", node);
+      var link = el("a", "", node);
       link.id = "session-ended-signin";
       link.textContent = "Sign in again";
-      node.appendChild(link);
     }
-    node.firstChild.nodeValue = "SIGNED OUT " + Math.round((Date.now() - sessionEndedAt) / 1000) +
-      " s ago: this station's login ended. Alarms and values are NOT shown.";
+    node.childNodes[1].textContent = "Its login ended " + Math.round((Date.now() - sessionEndedAt) / 1000) +
+      " s ago (the shift's login expired, someone signed out, or the user was removed).";
     node.lastChild.setAttribute("href", "/login?next=" + encodeURIComponent(window.location.pathname));
     node.style.display = "block";
   }

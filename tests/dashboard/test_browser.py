@@ -78,7 +78,7 @@ def browser() -> Iterator:  # type: ignore[type-arg]
 
 def sign_in(browser, dashboard: RunningDashboard, viewport: dict[str, int] | None = None):  # type: ignore[no-untyped-def]
     """Open the dashboard, get sent to the login page, sign in; return the page on the overview."""
-    page = browser.new_page(viewport=viewport or SCREENS["desktop"])
+    page = browser.new_context(viewport=viewport or SCREENS["desktop"]).new_page()  # a context that may open tabs
     errors: list[str] = []
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     page.errors = errors  # type: ignore[attr-defined]
@@ -254,11 +254,14 @@ def test_page_says_so_when_the_dashboard_server_stops(browser, mosquitto, publis
     assert "server-lost" in page.evaluate("() => document.body.className")
 
 
-def test_expired_session_returns_to_the_login_page(browser, dashboard) -> None:  # type: ignore[no-untyped-def]
+def test_expired_session_says_so_on_the_station(browser, dashboard) -> None:  # type: ignore[no-untyped-def]
     page = sign_in(browser, dashboard)
     sessions = dashboard.services.gate.sessions
     real = sessions.clock
     sessions.clock = lambda: real() + sessions.lifetime_s + 1  # the shift is over
+    page.wait_for_selector("#session-ended-note", state="visible", timeout=15_000)
+    assert "SIGNED OUT" in page.locator("#session-ended-note").inner_text()
+    page.click("#session-ended-signin")
     page.wait_for_selector("#login-submit", timeout=15_000)
     assert "/login?next=" in page.url
 

@@ -118,3 +118,16 @@ def test_an_address_spraying_names_is_slowed_for_every_name_from_it() -> None:
     refused = throttle.admit("someone.new", "10.0.0.66")
     assert isinstance(refused, Refusal) and refused.reason == "slow_down"
     assert isinstance(throttle.admit("someone.new", "10.0.0.67"), Attempt)  # the next address is not
+
+
+def test_the_docs_state_the_throttles_numbers() -> None:
+    from pathlib import Path
+
+    from dashboard.throttle import BASE_DELAY_S, MAX_CHECKS_PER_ADDRESS
+
+    doc = (Path(__file__).parents[2] / "docs" / "dashboard.md").read_text()
+    section = doc.split("## Login throttling", 1)[1].split("\n## ", 1)[0]
+    for fact in (f"At most {MAX_CONCURRENT_CHECKS} password checks", f"at most {MAX_CHECKS_PER_ADDRESS} per client",
+                 f"{PAIR_FREE_FAILURES} are free, then\n   {BASE_DELAY_S:g} s", f"up to {MAX_DELAY_S:g} s",
+                 f"{ADDRESS_FREE_FAILURES} free", f"no failure for {FORGET_AFTER_S / 60:g} minutes"):
+        assert fact in section, fact
