@@ -116,7 +116,7 @@ def test_logins_and_failures_are_audited(store_url: str, site: str, tmp_path: Pa
         page = client.get("/login").get_data(as_text=True)
         token = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
         client.post("/login", data={"username": "nurse.kim", "password": password, "csrf": token})
-    client.get("/logout")
+    client.post("/logout", data={"csrf": client.get_cookie("_csrf_token").value})
     store = open_store(store_url)
     deadline = now_ms() + 10_000
     while now_ms() < deadline and len(store.audit(site)) < 3:
