@@ -31,7 +31,7 @@ def create_app(services: Services) -> Dash:
     app = Dash(__name__, title="Infusion monitor", assets_folder=str(ASSETS), suppress_callback_exceptions=True,
                update_title=None, serve_locally=True, compress=False, enable_mcp=False)
     services.gate.install(app.server)
-    login.install(app.server, services.gate)
+    login.install(app.server, services.gate, services.config.site)
     chair.install_export(app.server, services)
     app.layout = lambda: layouts.shell(services)
     layouts.register(app, services, {"overview": overview, "chair": chair, "alarms": alarms})

@@ -46,8 +46,8 @@ def _form(gate: Gate, message: str = "", next_path: str = "/", status: int = 200
     return response
 
 
-def install(server: Any, gate: Gate) -> None:
-    """Register /login and /logout on the Flask server."""
+def install(server: Any, gate: Gate, site: str | None = None) -> None:
+    """Register /login and /logout on the Flask server (``site``: the one site the dashboard serves, if any)."""
     from flask import make_response, redirect, request
 
     def login() -> Any:
@@ -77,6 +77,11 @@ def install(server: Any, gate: Gate) -> None:
         if user is None:
             gate.audit("login_failed", shown, request.remote_addr)
             return _form(gate, "Wrong user or password.", next_path, 401)
+        if site is not None and user.sites and site not in user.sites:
+            # Signed in, this user would see an empty overview that looks like a quiet ward: say why instead.
+            gate.audit("login_refused", user.name, f"{request.remote_addr} not allowed site {site}")
+            return _form(gate, f"{user.name} may not see site {site}, the only site this dashboard shows.",
+                         next_path, 403)
         gate.sessions.end(request.cookies.get(COOKIE_NAME))
         sid = gate.sessions.create(user)
         item = gate.sessions.get(sid)

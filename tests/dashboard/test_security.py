@@ -141,6 +141,13 @@ def find(node: Any, kind: str) -> Any:
     return None
 
 
+def test_a_user_limited_to_other_sites_is_told_so_at_sign_in(users_file: Path) -> None:
+    client = make_client(users_file, site=NORTH)
+    response = login(client, "nurse.south")
+    assert response.status_code == 403 and "may not see site north" in response.get_data(as_text=True)
+    assert client.get_cookie(COOKIE_NAME) is None
+
+
 def test_logout_only_by_post_with_the_sessions_token(users_file: Path) -> None:
     client = make_client(users_file)
     login(client)
