@@ -98,7 +98,10 @@ class UsersFile:
             if isinstance(item, dict) and item.get("role") in ROLES and isinstance(item.get("hash"), str):
                 sites = item.get("sites") or []
                 if not isinstance(sites, list) or not all(isinstance(x, str) for x in sites):
-                    raise UsersError(f"users file {self.path}: sites of {name!r} must be a list of site ids")
+                    # Fail closed for that user only: a typo must not open every site, nor stop every login.
+                    log.warning("users file %s: sites of %r is not a list of site ids; that user cannot sign in",
+                                self.path, name[:64])
+                    continue
                 users[name] = User(name, item["role"], item["hash"], tuple(sites))
         return users
 

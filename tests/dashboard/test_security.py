@@ -226,3 +226,8 @@ def test_users_may_be_limited_to_sites(tmp_path: Path) -> None:
     assert UsersFile(path).get("nurse.kim").sites == ("south", "east")  # type: ignore[union-attr]
     with pytest.raises(UsersError, match="site id"):
         UsersFile(path).add("lee", "nurse", PASSWORD, sites=("no/slash",))
+    doc = json.loads(path.read_text())
+    doc["users"]["nurse.kim"]["sites"] = "south"  # a hand edit gone wrong: that user is refused, nobody else
+    doc["users"]["lee"] = {"role": "nurse", "hash": doc["users"]["nurse.kim"]["hash"]}
+    path.write_text(json.dumps(doc))
+    assert UsersFile(path).get("nurse.kim") is None and UsersFile(path).get("lee") is not None
