@@ -7,7 +7,7 @@ from typing import Any
 
 from dash import Dash
 
-from dashboard import layouts
+from dashboard import guards, layouts
 from dashboard.pages import alarms, chair, login, overview
 from dashboard.services import Services
 
@@ -31,7 +31,7 @@ def create_app(services: Services) -> Dash:
     app = Dash(__name__, title="Infusion monitor", assets_folder=str(ASSETS), suppress_callback_exceptions=True,
                update_title=None, serve_locally=True, compress=False, enable_mcp=False)
     services.gate.install(app.server)
-    login.install(app.server, services.gate)
+    login.install(app.server, services.gate, services.config.site)
     chair.install_export(app.server, services)
     app.layout = lambda: layouts.shell(services)
     layouts.register(app, services, {"overview": overview, "chair": chair, "alarms": alarms})
@@ -39,6 +39,7 @@ def create_app(services: Services) -> Dash:
     chair.register(app, services)
     alarms.register(app, services)
     _install_health(app.server, services)
+    guards.install(app.server, services, ASSETS)
     services.gate.set_script_hashes(list(app.csp_hashes()))
     if services.config.dashboard_trust_proxy:
         from werkzeug.middleware.proxy_fix import ProxyFix

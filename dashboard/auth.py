@@ -5,8 +5,8 @@
   removed user is logged out at their next request.
 - A login creates a server-side session (random id in an HttpOnly, SameSite=Strict cookie, Secure over
   HTTPS), kept in the sessions file shared by every dashboard process (dashboard/sessions.py); it ends at
-  logout or after ``session_hours``, in every process at once. Failed logins are rate-limited per user name
-  and per client address.
+  logout (a POST carrying the CSRF token) or after ``session_hours``, in every process at once. Failed logins
+  are throttled by dashboard.throttle, which never ends or blocks a session.
 - Deny by default: only the login page, static assets and Dash's JavaScript bundles answer without a
   session. Pages redirect to the login; callbacks, layout, dependencies and exports get 401 and no data.
 - Every response carries security headers (CSP with hashes of Dash's inline scripts, no framing, no sniff).
@@ -20,8 +20,6 @@ import os
 import re
 import secrets
 import threading
-import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,16 +29,14 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from dashboard.sessions import LoginSession, Sessions, user_stamp
+from dashboard.throttle import LoginThrottle
+from vitals.topics import TopicError, check_id
 
 log = logging.getLogger("dashboard.auth")
 
 ROLES: tuple[str, ...] = ("nurse", "admin")
 USERNAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
 MIN_PASSWORD = 8
-# Failed logins: at most this many per user name and per address within the window, then 429 until it passes.
-MAX_FAILURES_PER_USER = 5
-MAX_FAILURES_PER_ADDRESS = 20
-FAILURE_WINDOW_S = 15 * 60
 # A station screen stays open for a shift; a login lasts at most this long.
 DEFAULT_SESSION_HOURS = 12.0
 NO_LOGIN_USER = "station (no login)"
@@ -62,6 +58,7 @@ class User:
     name: str
     role: str
     password_hash: str = ""
+    sites: tuple[str, ...] = ()  # empty: every site the dashboard serves
 
     @property
     def is_admin(self) -> bool:
@@ -100,7 +97,13 @@ class UsersFile:
         users = {}
         for name, item in (doc.get("users") or {}).items():
             if isinstance(item, dict) and item.get("role") in ROLES and isinstance(item.get("hash"), str):
-                users[name] = User(name, item["role"], item["hash"])
+                sites = item.get("sites") or []
+                if not isinstance(sites, list) or not all(isinstance(x, str) for x in sites):
+                    # Fail closed for that user only: a typo must not open every site, nor stop every login.
+                    log.warning("users file %s: sites of %r is not a list of site ids; that user cannot sign in",
+                                self.path, name[:64])
+                    continue
+                users[name] = User(name, item["role"], item["hash"], tuple(sites))
         return users
 
     def users(self) -> dict[str, User]:
@@ -120,9 +123,13 @@ class UsersFile:
         """Return a user by name, or None."""
         return self.users().get(name)
 
-    def add(self, name: str, role: str, password: str, *, replace: bool = False) -> bool:
-        """Add (or with replace, update) a user; return whether the user was new."""
+    def add(self, name: str, role: str, password: str, *, replace: bool = False, sites: tuple[str, ...] = ()) -> bool:
+        """Add (or with replace, update) a user, optionally limited to sites; return whether the user was new."""
         check_name(name)
+        try:
+            sites = tuple(check_id(site, "site id") for site in sites)
+        except TopicError as exc:
+            raise UsersError(str(exc)) from None
         if role not in ROLES:
             raise UsersError(f"role must be one of {', '.join(ROLES)}")
         if len(password) < MIN_PASSWORD:
@@ -132,7 +139,7 @@ class UsersFile:
             new = name not in current
             if not new and not replace:
                 raise UsersError(f"user {name!r} exists (use --replace to change the password or role)")
-            current[name] = User(name, role, _hasher.hash(password))
+            current[name] = User(name, role, _hasher.hash(password), sites)
             self._write(current)
             self._stamp = None
         return new
@@ -149,7 +156,9 @@ class UsersFile:
 
     def _write(self, users: dict[str, User]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        doc = {"version": 1, "users": {u.name: {"role": u.role, "hash": u.password_hash} for u in users.values()}}
+        doc = {"version": 1, "users": {u.name: {"role": u.role, "hash": u.password_hash,
+                                                **({"sites": list(u.sites)} if u.sites else {})}
+                                       for u in users.values()}}
         tmp = self.path.with_name(self.path.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -168,39 +177,6 @@ class UsersFile:
         return user
 
 
-class LoginLimiter:
-    """Sliding-window count of failed logins per key; a key over its limit is refused until the window passes."""
-
-    def __init__(self, window_s: float = FAILURE_WINDOW_S, clock: Callable[[], float] = time.monotonic) -> None:
-        self.window_s = window_s
-        self.clock = clock
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def _recent(self, key: str) -> deque[float]:
-        now = self.clock()
-        q = self._failures.setdefault(key, deque())
-        while q and q[0] <= now - self.window_s:
-            q.popleft()
-        return q
-
-    def blocked(self, key: str, limit: int) -> bool:
-        """Return whether a key has used up its failed attempts."""
-        with self._lock:
-            return len(self._recent(key)) >= limit
-
-    def fail(self, key: str) -> None:
-        """Record a failed attempt."""
-        with self._lock:
-            self._recent(key).append(self.clock())
-            if len(self._failures) > 10_000:  # bound memory under a spray of names
-                for k in [k for k, q in self._failures.items() if not q][:5000]:
-                    del self._failures[k]
-
-    def clear(self, key: str) -> None:
-        """Forget a key's failures (after a successful login)."""
-        with self._lock:
-            self._failures.pop(key, None)
 
 
 def is_public(path: str) -> bool:
@@ -208,10 +184,24 @@ def is_public(path: str) -> bool:
     return path in PUBLIC_EXACT or path.startswith(PUBLIC_PREFIXES)
 
 
+# What a `next` path may hold: a path and query of printable ASCII with no backslash (checked raw and decoded).
+_NEXT_CHARS = re.compile(r"[A-Za-z0-9/._~!$&'()*+,;=:@%?-]*")
+
+
 def safe_next(target: str | None) -> str:
-    """Return a local path to go to after login; anything else becomes '/'."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """Return a same-origin absolute path to go to after login; anything else becomes '/'."""
+    from urllib.parse import unquote, urlsplit
+
+    if not target or len(target) > 2048:
         return "/"
+    forms = [target]
+    for _ in range(3):  # double and triple encoding decode to the same checks
+        forms.append(unquote(forms[-1]))
+    for form in forms:
+        parts = urlsplit(form)
+        if (not form.startswith("/") or "//" in form or not _NEXT_CHARS.fullmatch(form)
+                or parts.scheme or parts.netloc):
+            return "/"
     return target
 
 
@@ -255,7 +245,7 @@ class Gate:
         self.users = users
         self.no_login = no_login
         self.sessions = Sessions(session_hours * 3600, None if no_login else sessions_file)
-        self.limiter = LoginLimiter()
+        self.throttle = LoginThrottle()
         self.secure_cookies = secure_cookies
         self.audit = audit or (lambda action, user, detail: None)
         self._csp = content_security_policy([])

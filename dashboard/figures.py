@@ -1,11 +1,15 @@
 """Pure figure builders: data in, figure out (no store, no broker, no clock inside).
 
+Every text from MQTT or the store that reaches a Plotly label (hover text, annotations, titles) goes through
+``label``: Plotly renders a subset of HTML in labels, and an ack user or alarm text must show as text.
+
 The overview's sparklines are tiny inline SVG images (cheap to redraw every second for dozens of chairs);
 the chair view's trends are Plotly figures.
 """
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -27,6 +31,11 @@ PANELS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("RR /min", ("rr",), "rr"),
     ("NIBP mmHg", ("sys", "dia", "map"), "sys"),
 )
+
+
+def label(text: object) -> str:
+    """Return text safe in a Plotly label: Plotly renders <b>, <a href>, <br> and entities, so escape & < >."""
+    return html.escape(str(text), quote=False)
 
 
 def _polyline_paths(points: Sequence[tuple[int, float]], start_ms: int, window_ms: int, width: float, top: float,
@@ -131,7 +140,7 @@ def trend_figure(series: Series, limits: dict[str, dict[str, float]], events: Se
         for name, value in lim.items():
             colour = PRIORITY_COLOURS["high" if name.endswith("_high") else "medium"]
             fig.add_hline(y=value, line={"color": colour, "width": 1, "dash": "dash"}, row=row, col=1,
-                          exclude_empty_subplots=False, annotation_text=f"{value:g}", annotation_position="right",
+                          exclude_empty_subplots=False, annotation_text=label(f"{value:g}"), annotation_position="right",
                           annotation_font={"color": colour, "size": 11})
         if limit_vital == "sys":
             for name, value in limits.get("dia", {}).items():
@@ -158,7 +167,8 @@ def trend_figure(series: Series, limits: dict[str, dict[str, float]], events: Se
             mode="markers", showlegend=False,
             marker={"symbol": ["triangle-down" if e.event != "acknowledged" else "circle-open" for e in items],
                     "size": 13, "color": [PRIORITY_COLOURS[e.priority] for e in items], "line": {"width": 2}},
-            text=[f"{e.event} {e.priority}: {e.text or e.vital}" + (f" by {e.user}" if e.user else "") for e in items],
+            text=[label(f"{e.event} {e.priority}: {e.text or e.vital}" + (f" by {e.user}" if e.user else ""))
+                  for e in items],
             hovertemplate="%{text}<extra></extra>",
         ), row=row, col=1)
     for session in sessions:

@@ -17,8 +17,11 @@ def shell(services: Services) -> html.Div:
     user_bits: list[Any] = []
     if who is not None:
         user_bits.append(html.Span(f"{who.user} ({who.role})", className="who", id="who"))
-    if not services.config.dashboard_no_login:
-        user_bits.append(html.A("Sign out", href="/logout", className="nav-link", id="logout"))
+    if who is not None and not services.config.dashboard_no_login:
+        # A POST carrying the session's CSRF token: no link or page elsewhere can sign this station out.
+        user_bits.append(html.Form(html.Button("Sign out", type="submit", name="csrf", value=who.csrf, id="logout",
+                                               className="nav-link btn-link"),
+                                   method="post", action="/logout", className="logout-form"))
     static_banners = []
     if services.config.dashboard_no_login:
         static_banners.append(banner(
@@ -70,7 +73,7 @@ def link_banners(services: Services, at: int) -> list[html.Div]:
         since = clock_text(links.store_down_since) if links.store_down_since else "start"
         out.append(banner(f"History unavailable (store not answering since {since}): live values continue; trends, "
                           "sparkline history and alarm history are not shown.", "warn", "store-banner"))
-    for site, chair, error in services.state.alarm_errors(services.config.site):
+    for site, chair, error in services.state.alarm_errors(services.scope()):
         out.append(banner(f"Chair {chair} ({site}): {error}", "danger"))
     return out
 
@@ -86,7 +89,7 @@ def register(app: Dash, services: Services, pages: dict[str, Any]) -> None:
         if path == "/alarms":
             return pages["alarms"].layout(services)
         parts = path.strip("/").split("/")
-        if len(parts) == 3 and parts[0] == "chair":
+        if len(parts) == 3 and parts[0] == "chair" and services.may_see(parts[1]):
             return pages["chair"].layout(services, parts[1], parts[2])
         return html.Div([html.H2("Not found"), dcc.Link("Back to the overview", href="/")], className="panel")
 
@@ -97,10 +100,11 @@ def register(app: Dash, services: Services, pages: dict[str, Any]) -> None:
     )
     def shell_tick(_n: int) -> tuple[Any, ...]:
         at = now_ms()
-        alarms = services.state.active_alarms(services.config.site)
+        scope = services.scope()
+        alarms = services.state.active_alarms(scope)
         top = alarms[0][2].priority if alarms else "none"
         return (link_banners(services, at), str(len(alarms)), f"count count-{top}",
-                {"sounding": services.state.sounding_count(services.config.site),
+                {"sounding": services.state.sounding_count(scope),
                  "brokerLost": services.feed is not None and not services.state.links().broker_connected},
                 clock_text(at))
 

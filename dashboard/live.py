@@ -25,6 +25,15 @@ from vitals.topics import TopicError, Topics
 log = logging.getLogger("dashboard.live")
 
 
+# Which sites a read covers: one site, a set of sites (a user limited to sites), or None for every site.
+Scope = str | frozenset[str] | None
+
+
+def in_scope(site: str, scope: Scope) -> bool:
+    """Return whether a site is inside a scope."""
+    return scope is None or (site == scope if isinstance(scope, str) else site in scope)
+
+
 def now_ms() -> int:
     """Return the wall clock in epoch milliseconds."""
     return time.time_ns() // 1_000_000
@@ -180,11 +189,11 @@ class LiveState:
         with self._lock:
             return self._chairs.get((site, chair))
 
-    def tiles(self, site: str | None = None, now: int | None = None, with_spark: bool = True) -> list[TileView]:
+    def tiles(self, site: Scope = None, now: int | None = None, with_spark: bool = True) -> list[TileView]:
         """Return every chair's tile view, ordered by site and chair id."""
         at = self.clock() if now is None else now
         with self._lock:
-            states = [self._chairs[key] for key in sorted(self._chairs) if site is None or key[0] == site]
+            states = [self._chairs[key] for key in sorted(self._chairs) if in_scope(key[0], site)]
             return [tile_view(s, at, no_data_ms=self.no_data_ms, cuff_interval_ms=self.cuff_interval_ms,
                               audio_pause_ms=self.audio_pause_ms, with_spark=with_spark) for s in states]
 
@@ -205,23 +214,23 @@ class LiveState:
             return tile_view(state, at, no_data_ms=self.no_data_ms, cuff_interval_ms=self.cuff_interval_ms,
                              audio_pause_ms=self.audio_pause_ms)
 
-    def active_alarms(self, site: str | None = None) -> list[tuple[str, str, ActiveAlarm]]:
+    def active_alarms(self, site: Scope = None) -> list[tuple[str, str, ActiveAlarm]]:
         """Return every standing alarm as (site, chair, alarm), in alarm-panel order."""
         with self._lock:
-            items = [(s.site, s.chair, a) for s in self._chairs.values() if site is None or s.site == site
+            items = [(s.site, s.chair, a) for s in self._chairs.values() if in_scope(s.site, site)
                      for a in s.alarms]
         return sort_alarms(items)
 
-    def sounding_count(self, site: str | None = None) -> int:
+    def sounding_count(self, site: Scope = None) -> int:
         """Return how many high alarms should sound now (unacknowledged, not under an audio pause)."""
         at = self.clock()
         return sum(1 for _, _, a in self.active_alarms(site) if sounding(a, at, self.audio_pause_ms))
 
-    def alarm_errors(self, site: str | None = None) -> list[tuple[str, str, str]]:
+    def alarm_errors(self, site: Scope = None) -> list[tuple[str, str, str]]:
         """Return chairs whose alarm state could not be read."""
         with self._lock:
             return [(s.site, s.chair, s.alarms_error) for s in self._chairs.values()
-                    if s.alarms_error and (site is None or s.site == site)]
+                    if s.alarms_error and in_scope(s.site, site)]
 
 
 class LiveFeed:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from dashboard.auth import Gate, LoginSession
 from dashboard.history import History
-from dashboard.live import LiveFeed, LiveState, now_ms
+from dashboard.live import LiveFeed, LiveState, Scope, in_scope, now_ms
 from dashboard.sessions import sessions_path
 from vitals.records import AuditRecord
 from vitals.settings import Settings
@@ -70,6 +70,26 @@ class Services:
     def user(self) -> LoginSession | None:
         """Return the logged-in user of the current request."""
         return self.gate.current()
+
+    def scope(self) -> Scope:
+        """Return the sites the current request may see: the dashboard's site, narrowed by the user's sites."""
+        from flask import has_request_context
+
+        scope: Scope = self.config.site
+        if not has_request_context():
+            return scope
+        who = self.user()
+        if who is None or self.config.dashboard_no_login or self.gate.users is None:
+            return scope
+        user = self.gate.users.get(who.user)
+        if user is not None and user.sites:
+            allowed = frozenset(user.sites)
+            scope = allowed if scope is None else allowed & frozenset({scope})
+        return scope
+
+    def may_see(self, site: str) -> bool:
+        """Return whether the current request may see a site's chairs, pages and exports."""
+        return in_scope(site, self.scope())
 
     def audit(self, action: str, user: str, detail: str | None = None, *, site: str | None = None,
               chair: str | None = None, alarm_id: str | None = None) -> bool:

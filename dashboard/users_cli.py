@@ -1,4 +1,4 @@
-"""``infusion-monitor user add NAME --role nurse|admin [--users-file F]``: manage dashboard users.
+"""``infusion-monitor user add NAME --role nurse|admin [--sites A,B] [--users-file F]``: manage dashboard users.
 
 The password is read from standard input when it is not a terminal (first line), else prompted twice.
 """
@@ -20,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add.add_argument("name", help="user name: 1-64 characters of A-Z a-z 0-9 . _ @ -")
     add.add_argument("--role", choices=ROLES, required=True, help="nurse: view and acknowledge; admin: also edit limits")
     add.add_argument("--replace", action="store_true", help="change the password and role of an existing user")
+    add.add_argument("--sites", default="", help="comma-separated site ids the user may see (default: every site)")
     remove = subs.add_parser("remove", help="remove a user (their sessions end at their next request)")
     remove.add_argument("name")
     subs.add_parser("list", help="list users and roles")
@@ -51,8 +52,10 @@ def run(args: argparse.Namespace) -> int:
     users = UsersFile(path)
     try:
         if args.user_command == "add":
-            new = users.add(args.name, args.role, read_password(), replace=args.replace)
-            print(f"{'added' if new else 'updated'} {args.name} ({args.role}) in {users.path}")
+            sites = tuple(s.strip() for s in args.sites.split(",") if s.strip())
+            new = users.add(args.name, args.role, read_password(), replace=args.replace, sites=sites)
+            limited = f", sites {','.join(sites)}" if sites else ""
+            print(f"{'added' if new else 'updated'} {args.name} ({args.role}{limited}) in {users.path}")
         elif args.user_command == "remove":
             if not users.remove(args.name):
                 print(f"no user {args.name!r} in {users.path}", file=sys.stderr)
@@ -60,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"removed {args.name} from {users.path}")
         else:
             for user in sorted(users.users().values(), key=lambda u: u.name):
-                print(f"{user.name}\t{user.role}")
+                print(f"{user.name}\t{user.role}\t{','.join(user.sites) or '*'}")
     except UsersError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -115,6 +115,8 @@ class Settings(BaseSettings):
         None, description="dashboard login sessions file shared by its processes (default <data_dir>/dashboard-sessions.db)")
     dashboard_threads: int = Field(8, ge=1, description="dashboard web server worker threads")
     dashboard_idle_timeout_s: float = Field(30.0, gt=0, description="the dashboard closes a connection idle this long")
+    dashboard_max_request_kb: int = Field(1024, gt=0, description="largest request body the dashboard takes, KiB "
+                                          "(callbacks, forms); larger ones get 413")
 
     @field_validator("dashboard_port", "http_port")
     @classmethod

@@ -1,5 +1,5 @@
-/* Browser side of the dashboard: sound for high-priority alarms (only after the user enables it), and a
-   redirect to the login page when the session has ended (callbacks then answer 401). */
+/* Browser side of the dashboard: sound for high-priority alarms (only after the user enables it), the overview
+   renderer, and loud notes when the dashboard server stops answering or this station's login has ended. */
 (function () {
   "use strict";
   var audio = null;
@@ -209,37 +209,66 @@
   // and say so once no update has arrived for this long.
   var SERVER_LOST_MS = 5000;
   var lastOk = Date.now();
-  setInterval(function () {
-    var lost = Date.now() - lastOk > SERVER_LOST_MS;
-    document.body.classList.toggle("server-lost", lost);
-    // Losing the dashboard server is a communication failure of the alarm display: it sounds like a high alarm.
-    if (lost && soundEnabled()) { maybeBurst(); }
-    var note = document.getElementById("server-lost-note");
-    if (lost && !note) {
-      note = document.createElement("div");
-      note.id = "server-lost-note";
-      note.className = "server-lost-note";
-      note.setAttribute("role", "alert");
-      document.body.appendChild(note);
+  // Set when a callback answers 401: this station's login ended (expired, signed out in another tab, user
+  // removed). The page stays, greyed under a red note, and never silently leaves for the sign-in form: a
+  // station that left would stop showing alarms without anyone noticing.
+  var sessionEndedAt = 0;
+
+  function note(id) {
+    var node = document.getElementById(id);
+    if (!node) {
+      node = document.createElement("div");
+      node.id = id;
+      node.className = id;
+      node.setAttribute("role", "alert");
+      document.body.appendChild(node);
     }
-    if (note) {
-      note.textContent = lost ? "NO UPDATES FROM THE DASHBOARD SERVER for " +
+    return node;
+  }
+
+  function showSessionEnded() {
+    document.body.classList.add("session-ended");
+    var node = note("session-ended-note");
+    if (!node.firstChild) {
+      el("div", "session-ended-title", node).textContent = "SIGNED OUT: THIS STATION SHOWS NO ALARMS";
+      el("div", "session-ended-why", node);
+      var link = el("a", "", node);
+      link.id = "session-ended-signin";
+      link.textContent = "Sign in again";
+    }
+    node.childNodes[1].textContent = "Its login ended " + Math.round((Date.now() - sessionEndedAt) / 1000) +
+      " s ago (the shift's login expired, someone signed out, or the user was removed).";
+    node.lastChild.setAttribute("href", "/login?next=" + encodeURIComponent(window.location.pathname));
+    node.style.display = "block";
+  }
+
+  setInterval(function () {
+    var ended = sessionEndedAt > 0;
+    var lost = !ended && Date.now() - lastOk > SERVER_LOST_MS;
+    document.body.classList.toggle("server-lost", lost);
+    document.body.classList.toggle("session-ended", ended);
+    // Losing the dashboard server or the login is a communication failure of the alarm display: it sounds
+    // like a high alarm.
+    if ((lost || ended) && soundEnabled()) { maybeBurst(); }
+    if (ended) { showSessionEnded(); }
+    var lostNote = document.getElementById("server-lost-note");
+    if (lost && !lostNote) { lostNote = note("server-lost-note"); }
+    if (lostNote) {
+      lostNote.textContent = lost ? "NO UPDATES FROM THE DASHBOARD SERVER for " +
         Math.round((Date.now() - lastOk) / 1000) + " s: values shown are NOT current." : "";
-      note.style.display = lost ? "block" : "none";
+      lostNote.style.display = lost ? "block" : "none";
     }
   }, 1000);
 
-  // A callback answered 401: the login ended. Go to the login page instead of showing stale values.
   var originalFetch = window.fetch;
-  var leaving = false;
   window.fetch = function () {
     return originalFetch.apply(this, arguments).then(function (response) {
       if (response.ok && String(response.url).indexOf("/_dash-update-component") !== -1) {
         lastOk = Date.now();
       }
-      if (response.status === 401 && String(response.url).indexOf("/_dash-") !== -1 && !leaving) {
-        leaving = true;  // several callbacks answer 401 at once: navigate once, or each aborts the last
-        window.location.assign("/login?next=" + encodeURIComponent(window.location.pathname));
+      if (response.status === 401 && String(response.url).indexOf("/_dash-") !== -1 && !sessionEndedAt) {
+        sessionEndedAt = Date.now();
+        showSessionEnded();
       }
       return response;
     });

@@ -38,7 +38,7 @@ def layout(services: Services) -> html.Div:
 def rows(services: Services, now: int | None = None) -> list[Any]:
     """Return one row per standing alarm."""
     at = now_ms() if now is None else now
-    items = services.state.active_alarms(services.config.site)
+    items = services.state.active_alarms(services.scope())
     if not items:
         return [html.P("No active alarms.", className="muted", id="alarms-none")]
     out = []
@@ -76,7 +76,7 @@ def send(services: Services, site: str, chair: str, alarm_id: str, action: str) 
     who = services.user()
     if who is None:
         return "Not signed in."
-    if not any(a.alarm_id == alarm_id for s, c, a in services.state.active_alarms() if (s, c) == (site, chair)):
+    if not any(a.alarm_id == alarm_id for s, c, a in services.state.active_alarms(services.scope()) if (s, c) == (site, chair)):
         return "That alarm is no longer active."
     if services.feed is None:
         return "No broker configured: the command was not sent."

@@ -61,6 +61,19 @@ def layout(services: Services, site: str, chair: str) -> html.Div:
     return html.Div(parts, id="chair-page")
 
 
+def chair_key(services: Services, key: Any) -> tuple[str, str]:
+    """Return (site, chair) of a callback's chair-key; 400 when malformed, 403 for a site this request may not see."""
+    from flask import abort
+
+    try:
+        site, chair = check_id(key["site"], "site id"), check_id(key["chair"], "chair id")
+    except (TopicError, TypeError, KeyError):
+        abort(400)
+    if not services.may_see(site):
+        abort(403)
+    return site, chair
+
+
 def live_tile(services: Services, site: str, chair: str) -> Any:
     """Return the chair's live tile, or a note when nothing live is known about it."""
     at = now_ms()
@@ -161,6 +174,8 @@ def install_export(server: Any, services: Services) -> None:
             end = int(request.args.get("end", str(now_ms())))
         except (TopicError, ValueError):
             abort(400)
+        if not services.may_see(site):
+            abort(404)
         if end <= start or end - start > MAX_EXPORT_MS:
             return Response("range must be positive and at most 24 hours\n", 400, mimetype="text/plain")
         try:
@@ -182,7 +197,7 @@ def register(app: Dash, services: Services) -> None:
 
     @app.callback(Output("chair-live", "children"), Input("tick", "n_intervals"), State("chair-key", "data"))
     def chair_live(_n: int, key: dict[str, str]) -> Any:
-        return live_tile(services, key["site"], key["chair"])
+        return live_tile(services, *chair_key(services, key))
 
     @app.callback(
         Output("chair-trend", "figure"), Output("chair-session", "children"), Output("chair-alarm-history", "children"),
@@ -190,7 +205,7 @@ def register(app: Dash, services: Services) -> None:
         Input("chair-range", "value"), Input("chair-trend-tick", "n_intervals"), State("chair-key", "data"),
     )
     def chair_trend(choice: str, _n: int, key: dict[str, str]) -> tuple[Any, ...]:
-        site, chair = key["site"], key["chair"]
+        site, chair = chair_key(services, key)
         now = now_ms()
         start, end = time_range(services, site, chair, choice or "session", now)
         state = services.state.chair_state(site, chair)
@@ -231,7 +246,7 @@ def register(app: Dash, services: Services) -> None:
             checked = limits_mod.validate(raw)
         except limits_mod.LimitsError as exc:
             return f"Not saved: {exc}"
-        site, chair = key["site"], key["chair"]
+        site, chair = chair_key(services, key)
         payload = limits_mod.to_payload(checked, who.user, now_ms())
         if services.feed is None or not services.feed.publish_limits(site, chair, payload):
             return "Not saved: the broker did not take the new limits."

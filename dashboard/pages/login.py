@@ -11,13 +11,8 @@ from typing import Any
 
 from markupsafe import escape
 
-from dashboard.auth import (
-    MAX_FAILURES_PER_ADDRESS,
-    MAX_FAILURES_PER_USER,
-    USERNAME,
-    Gate,
-    safe_next,
-)
+from dashboard.auth import COOKIE_NAME, USERNAME, Gate, safe_next
+from dashboard.throttle import Refusal
 
 FORM_CSRF_COOKIE = "infusion_login_csrf"
 
@@ -51,9 +46,9 @@ def _form(gate: Gate, message: str = "", next_path: str = "/", status: int = 200
     return response
 
 
-def install(server: Any, gate: Gate) -> None:
-    """Register /login and /logout on the Flask server."""
-    from flask import redirect, request
+def install(server: Any, gate: Gate, site: str | None = None) -> None:
+    """Register /login and /logout on the Flask server (``site``: the one site the dashboard serves, if any)."""
+    from flask import make_response, redirect, request
 
     def login() -> Any:
         if gate.no_login:
@@ -66,19 +61,28 @@ def install(server: Any, gate: Gate) -> None:
             return _form(gate, "The form expired; please sign in again.", next_path, 400)
         name = request.form.get("username", "")[:64]
         password = request.form.get("password", "")[:256]
-        address = f"addr:{request.remote_addr}"
-        user_key = f"user:{name.lower()}"
-        if gate.limiter.blocked(user_key, MAX_FAILURES_PER_USER) or gate.limiter.blocked(address, MAX_FAILURES_PER_ADDRESS):
-            gate.audit("login_blocked", name if USERNAME.fullmatch(name) else "?", request.remote_addr)
-            return _form(gate, "Too many failed sign-ins. Wait 15 minutes or ask an administrator.", next_path, 429)
-        user = gate.users.verify(name, password) if gate.users is not None and USERNAME.fullmatch(name) else None
+        shown = name if USERNAME.fullmatch(name) else "?"
+        attempt = gate.throttle.admit(shown, request.remote_addr or "?")
+        if isinstance(attempt, Refusal):
+            # Not audited one by one: refusals cost nothing, so a flood of them must not cost a store write each.
+            response = _form(gate, attempt.message(), next_path, 429)
+            response.headers["Retry-After"] = str(max(1, round(attempt.retry_after_s)))
+            return response
+        user = None
+        try:
+            if gate.users is not None and shown != "?":
+                user = gate.users.verify(name, password)
+        finally:
+            attempt.finish(user is not None)
         if user is None:
-            gate.limiter.fail(user_key)
-            gate.limiter.fail(address)
-            gate.audit("login_failed", name if USERNAME.fullmatch(name) else "?", request.remote_addr)
+            gate.audit("login_failed", shown, request.remote_addr)
             return _form(gate, "Wrong user or password.", next_path, 401)
-        gate.limiter.clear(user_key)
-        gate.sessions.end(request.cookies.get("infusion_session"))
+        if site is not None and user.sites and site not in user.sites:
+            # Signed in, this user would see an empty overview that looks like a quiet ward: say why instead.
+            gate.audit("login_refused", user.name, f"{request.remote_addr} not allowed site {site}")
+            return _form(gate, f"{user.name} may not see site {site}, the only site this dashboard shows.",
+                         next_path, 403)
+        gate.sessions.end(request.cookies.get(COOKIE_NAME))
         sid = gate.sessions.create(user)
         item = gate.sessions.get(sid)
         response = redirect(next_path, 303)
@@ -88,12 +92,22 @@ def install(server: Any, gate: Gate) -> None:
         return response
 
     def logout() -> Any:
-        item = None if gate.no_login else gate.current()
-        gate.sessions.end(request.cookies.get("infusion_session"))
-        response = redirect("/login" if not gate.no_login else "/", 303)
+        # Only a POST from this dashboard's own page ends a login: it carries the session's CSRF token, which
+        # another site cannot read. Anything else changes nothing (no cookie is cleared either).
+        if request.method != "POST":  # registered for GET too, or Dash's catch-all page would answer it
+            return make_response("sign out with the dashboard's Sign out button (POST)\n", 405,
+                                 {"Allow": "POST", "Content-Type": "text/plain; charset=utf-8"})
+        if gate.no_login:
+            return redirect("/", 303)
+        item = gate.current()
+        token = request.form.get("csrf", "")
+        if item is None or not token or not secrets.compare_digest(token, item.csrf):
+            return make_response("sign-out refused: it must come from the dashboard's own Sign out button\n", 403,
+                                 {"Content-Type": "text/plain; charset=utf-8"})
+        gate.sessions.end(request.cookies.get(COOKIE_NAME))
+        response = redirect("/login", 303)
         gate.clear_login_cookies(response)
-        if item is not None:
-            gate.audit("logout", item.user, request.remote_addr)
+        gate.audit("logout", item.user, request.remote_addr)
         return response
 
     server.add_url_rule("/login", "infusion_login", login, methods=["GET", "POST"])

@@ -39,7 +39,7 @@ def refresh(services: Services, now: int | None = None, with_sparks: bool = True
     """Return the tiles' data and the summary line for one refresh."""
     at = now_ms() if now is None else now
     state = services.state
-    views = state.tiles(services.config.site, at, with_spark=False)
+    views = state.tiles(services.scope(), at, with_spark=False)
     several_sites = len({v.site for v in views}) > 1
     tiles = []
     for v in views:

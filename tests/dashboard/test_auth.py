@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from dashboard.app import create_app
-from dashboard.auth import COOKIE_NAME, CSRF_COOKIE, MAX_FAILURES_PER_USER, UsersError, UsersFile, safe_next
+from dashboard.auth import COOKIE_NAME, CSRF_COOKIE, UsersError, UsersFile, safe_next
 from dashboard.services import Services, check_settings
+from dashboard.throttle import PAIR_FREE_FAILURES
 from vitals.settings import FixedSettings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,7 +31,8 @@ def users_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def services(users_file: Path) -> Services:
-    return Services(FixedSettings(mqtt_url=None, store_url=None, dashboard_users_file=users_file))
+    return Services(FixedSettings(mqtt_url=None, store_url=None, dashboard_users_file=users_file,
+                                  data_dir=users_file.parent))
 
 
 @pytest.fixture
@@ -63,7 +65,8 @@ def test_every_route_refuses_without_a_session(client) -> None:  # type: ignore[
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             response = client.open(path, method=method, json={} if method == "POST" else None)
             checked += 1
-            if path in ("/login", "/logout") or path.startswith(("/assets/", "/_dash-component-suites/", "/_favicon")):
+            if path in ("/login", "/logout", "/favicon.ico") or path.startswith(("/assets/", "/_dash-component-suites/",
+                                                                               "/_favicon")):
                 public_seen.add(path)
                 continue
             if path == "/healthz":  # public on purpose: link state only, checked below
@@ -103,13 +106,17 @@ def test_callbacks_need_the_csrf_header(client) -> None:  # type: ignore[no-unty
     assert response.status_code == 200 and "overview" in response.get_data(as_text=True)
 
 
-def test_wrong_password_is_refused_and_rate_limited(client) -> None:  # type: ignore[no-untyped-def]
-    for _ in range(MAX_FAILURES_PER_USER):
+def test_wrong_password_is_refused_and_slowed_down(client) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(PAIR_FREE_FAILURES):
         assert login(client, password="wrong password").status_code == 401
-    blocked = login(client)  # even the right password, until the window passes
-    assert blocked.status_code == 429
+    slowed = login(client)  # even the right password waits out the delay from this address
+    assert slowed.status_code == 429 and int(slowed.headers["Retry-After"]) >= 1
+    assert "try again in" in slowed.get_data(as_text=True)
     assert client.get_cookie(COOKIE_NAME) is None
-    assert login(client, "admin.lee").status_code == 303  # another user is not locked out
+    assert login(client, "admin.lee").status_code == 303  # another user from the same address is not slowed
+    elsewhere = client.application.test_client()
+    elsewhere.environ_base["REMOTE_ADDR"] = "10.1.2.3"
+    assert login(elsewhere).status_code == 303  # nor the same user from another address
 
 
 def test_unknown_user_is_refused_like_a_wrong_password(client) -> None:  # type: ignore[no-untyped-def]
@@ -158,7 +165,7 @@ def test_session_expires(client, services: Services) -> None:  # type: ignore[no
 def test_logout_ends_the_session_server_side(client) -> None:  # type: ignore[no-untyped-def]
     login(client)
     sid = client.get_cookie(COOKIE_NAME).value
-    client.get("/logout")
+    assert client.post("/logout", data={"csrf": client.get_cookie(CSRF_COOKIE).value}).status_code == 303
     client.set_cookie(COOKIE_NAME, sid)  # a copied cookie is worthless after logout
     assert client.get("/_dash-layout").status_code == 401
 
@@ -203,8 +210,11 @@ def test_users_file_hashes_and_rules(tmp_path: Path) -> None:
 
 def test_safe_next_keeps_redirects_local() -> None:
     assert safe_next("/chair/a/b") == "/chair/a/b"
-    for bad in ("https://evil.example/", "//evil.example", "/\\evil", None, ""):
-        assert safe_next(bad) == "/"
+    assert safe_next("/chair/a/b?range=4h") == "/chair/a/b?range=4h"
+    for bad in ("https://evil.example/", "//evil.example", "/\\evil", None, "", "/\t/evil.example", "/%09/evil.example",
+                "/%0A", "/%0d/x", "/x\ny", "/%2F%2Fevil.example", "/%252F%252Fevil.example", "/%5Cevil", "https:/x",
+                "javascript:alert(1)", "/ok/" + "a" * 3000, "/caf\u00e9"):
+        assert safe_next(bad) == "/", bad
 
 
 def test_user_add_command_reads_the_password_from_stdin(tmp_path: Path) -> None:

@@ -55,7 +55,7 @@ def start_dashboard(mosquitto: Mosquitto, site: str, tmp_path: Path, store_url: 
     users = tmp_path / "users.json"
     UsersFile(users).add("nurse.kim", "nurse", PASSWORD, replace=True)
     return serve(FixedSettings(mqtt_url=mosquitto.url, store_url=store_url, dashboard_port=free_port(), site=site,
-                                 dashboard_users_file=users))
+                                 dashboard_users_file=users, data_dir=tmp_path))
 
 
 @pytest.fixture
@@ -78,7 +78,7 @@ def browser() -> Iterator:  # type: ignore[type-arg]
 
 def sign_in(browser, dashboard: RunningDashboard, viewport: dict[str, int] | None = None):  # type: ignore[no-untyped-def]
     """Open the dashboard, get sent to the login page, sign in; return the page on the overview."""
-    page = browser.new_page(viewport=viewport or SCREENS["desktop"])
+    page = browser.new_context(viewport=viewport or SCREENS["desktop"]).new_page()  # a context that may open tabs
     errors: list[str] = []
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     page.errors = errors  # type: ignore[attr-defined]
@@ -254,11 +254,14 @@ def test_page_says_so_when_the_dashboard_server_stops(browser, mosquitto, publis
     assert "server-lost" in page.evaluate("() => document.body.className")
 
 
-def test_expired_session_returns_to_the_login_page(browser, dashboard) -> None:  # type: ignore[no-untyped-def]
+def test_expired_session_says_so_on_the_station(browser, dashboard) -> None:  # type: ignore[no-untyped-def]
     page = sign_in(browser, dashboard)
     sessions = dashboard.services.gate.sessions
     real = sessions.clock
     sessions.clock = lambda: real() + sessions.lifetime_s + 1  # the shift is over
+    page.wait_for_selector("#session-ended-note", state="visible", timeout=15_000)
+    assert "SIGNED OUT" in page.locator("#session-ended-note").inner_text()
+    page.click("#session-ended-signin")
     page.wait_for_selector("#login-submit", timeout=15_000)
     assert "/login?next=" in page.url
 
@@ -268,7 +271,7 @@ def test_admin_edits_limits_in_the_chair_view(browser, mosquitto, publisher, sit
     UsersFile(users).add("admin.lee", "admin", PASSWORD)
     store_url = f"sqlite:///{tmp_path / 'vitals.db'}"
     dashboard = serve(FixedSettings(mqtt_url=mosquitto.url, store_url=store_url, dashboard_port=free_port(), site=site,
-                                      dashboard_users_file=users))
+                                      dashboard_users_file=users, data_dir=tmp_path))
     collector = MqttCollector(mosquitto.url, f"clinic/{site}/chair/+/limits")
     try:
         publisher.publish(TOPICS.vitals(site, "c-01"), json.dumps({"ts": now_ms(), "hr": 70}), qos=1)

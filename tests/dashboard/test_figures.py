@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import unquote
 
-from dashboard.figures import PRIORITY_COLOURS, sparkline_svg, svg_data_uri, trend_figure
+from dashboard.figures import PRIORITY_COLOURS, label, sparkline_svg, svg_data_uri, trend_figure
 from dashboard.limits import DEFAULT_LIMITS
 from vitals.records import AlarmEvent, Session
 from vitals.store import Series
@@ -61,3 +61,15 @@ def test_trend_figure_has_limits_events_and_sessions() -> None:
 def test_trend_figure_with_no_data_is_still_a_figure() -> None:
     fig = trend_figure(Series(0), DEFAULT_LIMITS)
     assert len(fig.data) == 0 and fig.layout.template.layout.paper_bgcolor
+
+
+def test_texts_from_mqtt_and_the_store_reach_plotly_labels_escaped() -> None:
+    assert label("<a href=x>n</a> & <b>b</b>") == "&lt;a href=x&gt;n&lt;/a&gt; &amp; &lt;b&gt;b&lt;/b&gt;"
+    events = [AlarmEvent("a1", "north", "c-01", "hr", "physiological", "high", "raised", 150.0, 140.0, T0,
+                         text="HR <b>150</b>"),
+              AlarmEvent("a1", "north", "c-01", "hr", "physiological", "high", "acknowledged", None, None, T0 + 1000,
+                         user="<a href=x>n</a>")]
+    fig = trend_figure(Series(0), DEFAULT_LIMITS, events, (), T0, T0 + 60_000)
+    texts = [t for trace in fig.data if trace.text is not None for t in trace.text]
+    assert texts == ["raised high: HR &lt;b&gt;150&lt;/b&gt;", "acknowledged high: hr by &lt;a href=x&gt;n&lt;/a&gt;"]
+    assert all("<" not in a.text for a in fig.layout.annotations if a.text)

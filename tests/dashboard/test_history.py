@@ -110,14 +110,15 @@ def test_logins_and_failures_are_audited(store_url: str, site: str, tmp_path: Pa
 
     users = tmp_path / "users.json"
     UsersFile(users).add("nurse.kim", "nurse", "audit password 1")
-    services = Services(FixedSettings(mqtt_url=None, store_url=store_url, dashboard_users_file=users, site=site))
+    services = Services(FixedSettings(mqtt_url=None, store_url=store_url, dashboard_users_file=users, site=site,
+                                      data_dir=tmp_path))
     assert services.history.check()
     client = create_app(services).server.test_client()
     for password in ("wrong password", "audit password 1"):
         page = client.get("/login").get_data(as_text=True)
         token = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
         client.post("/login", data={"username": "nurse.kim", "password": password, "csrf": token})
-    client.get("/logout")
+    client.post("/logout", data={"csrf": client.get_cookie("_csrf_token").value})
     store = open_store(store_url)
     deadline = now_ms() + 10_000
     while now_ms() < deadline and len(store.audit(site)) < 3:

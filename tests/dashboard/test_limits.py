@@ -70,7 +70,8 @@ def test_admin_saves_limits_retained_nurse_is_refused(mosquitto: Mosquitto, site
     users = tmp_path / "users.json"
     UsersFile(users).add("admin.lee", "admin", PASSWORD)
     UsersFile(users).add("nurse.kim", "nurse", PASSWORD)
-    services = Services(FixedSettings(mqtt_url=mosquitto.url, store_url=None, dashboard_users_file=users, site=site))
+    services = Services(FixedSettings(mqtt_url=mosquitto.url, store_url=None, dashboard_users_file=users, site=site,
+                                      data_dir=tmp_path))
     app = create_app(services)
     services.start()
     collector = MqttCollector(mosquitto.url, f"clinic/{site}/chair/+/limits")

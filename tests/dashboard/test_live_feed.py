@@ -57,3 +57,28 @@ def test_retained_state_arrives_on_connect_and_a_lost_broker_is_a_banner(own_mos
         assert not any("NO CONNECTION" in str(b.children) for b in link_banners(services, now_ms()))
     finally:
         services.stop()
+
+
+def test_a_site_dashboards_live_feed_takes_nothing_of_another_site(mosquitto: Mosquitto, site: str) -> None:
+    other = site + "-x"
+    services = Services(FixedSettings(mqtt_url=mosquitto.url, store_url=None, dashboard_no_login=True, site=site))
+    services.start()
+    client, target = make_client(mosquitto.url)
+    connect(client, target)
+    client.loop_start()
+    try:
+        assert wait_connected(client, 10) and wait(lambda: services.state.links().broker_connected)
+        for s in (other, site):  # the other site first: by the time ours arrives, theirs has had every chance
+            client.publish(TOPICS.vitals(s, "c-01"), json.dumps({"ts": now_ms(), "hr": 70}), qos=1).wait_for_publish(5)
+            client.publish(TOPICS.alarms(s, "c-02"), json.dumps([{"alarm_id": "a1", "vital": "hr", "kind": "physiological",
+                                                                  "priority": "high", "since": now_ms(), "text": "HR"}]),
+                           qos=1).wait_for_publish(5)
+            client.publish(f"{TOPICS.prefix}/{s}/chair/c-01/limits", json.dumps({"limits": {}}), qos=1).wait_for_publish(5)
+        assert wait(lambda: len(services.state.chairs()) == 2)
+        time.sleep(0.5)
+        assert services.state.chairs() == [(site, "c-01"), (site, "c-02")]
+        assert [s for s, _, _ in services.state.active_alarms()] == [site]
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        services.stop()
