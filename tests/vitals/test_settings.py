@@ -130,7 +130,7 @@ def test_user_command_and_dashboard_share_the_users_file_setting(tmp_path: Path,
     assert main(["user", "add", "admin.lee", "--role", "admin", "--users-file", str(other)]) == 0
     capsys.readouterr()
     assert main(["user", "list"]) == 0
-    assert capsys.readouterr().out.split() == ["nurse.kim", "nurse"]
+    assert capsys.readouterr().out.split() == ["nurse.kim", "nurse", "*"]  # "*": every site
 
 
 class SealedEnviron(dict):  # type: ignore[type-arg]
