@@ -157,9 +157,10 @@ class AuthInfluxd(Influxd):
     name = "influxd"
 
     def command(self) -> list[str]:
+        # Authentication on with no user yet: setup() creates the users as the 2.x setup mode would.
         command = super().command()
         conf = self.workdir / "influxdb.conf"
-        conf.write_text(conf.read_text().replace("[http]\n", "[http]\n  auth-enabled = true\n", 1))
+        conf.write_text(conf.read_text().replace("auth-enabled = false", "auth-enabled = true", 1))
         return command
 
     def influxql(self, query: str, credentials: tuple[str, str] | None, db: str = "") -> tuple[int, dict]:
