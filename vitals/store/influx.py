@@ -455,12 +455,19 @@ class InfluxStore(Store):
     # -- health -------------------------------------------------------------------------------------------
 
     def ping(self) -> bool:
-        """Return whether the server answers /ping."""
+        """Return whether the server answers and takes this store's credentials (StoreError says when it refuses them).
+
+        /ping needs no credentials, so a server that answers it may still refuse every query: one small query
+        follows, so that a wrong password or token shows as such, not as a store that answers and then fails.
+        """
         try:
             resp = self._http.request("GET", f"{self.base_url}/ping", timeout=2.0)
         except urllib3.exceptions.HTTPError:
             return False
-        return resp.status in (200, 204)
+        if resp.status not in (200, 204):
+            return False
+        self._run("SHOW MEASUREMENTS LIMIT 1")
+        return True
 
     def close(self) -> None:
         """Close pooled connections."""
