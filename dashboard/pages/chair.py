@@ -9,13 +9,14 @@ from typing import Any
 
 from dash import ALL, Dash, Input, Output, State, ctx, dcc, html
 
-from dashboard import limits as limits_mod
 from dashboard.components import PRIORITY_LABEL, clock_text, table, tile
 from dashboard.figures import trend_figure
 from dashboard.history import HistoryUnavailable, readings_csv
 from dashboard.live import now_ms
 from dashboard.services import Services
-from dashboard.state import format_elapsed
+from dashboard.state import ChairState, format_elapsed, pending_edit
+from vitals.limits import LIMIT_NAMES, AdminEdit, LimitsError, validate
+from vitals.reading import LABELS
 from vitals.records import Session
 from vitals.topics import TopicError, check_id
 
@@ -51,6 +52,7 @@ def layout(services: Services, site: str, chair: str) -> html.Div:
             className="chair-controls",
         ),
         html.Div(id="chair-history-note", role="status"),
+        html.Div(id="chair-limits-note", role="status"),
         dcc.Loading(dcc.Graph(id="chair-trend", config={"displaylogo": False, "responsive": True},
                               style={"height": "900px"}), type="default"),
         html.Div([html.H3("Session"), html.Div(id="chair-session")], className="panel"),
@@ -70,31 +72,64 @@ def live_tile(services: Services, site: str, chair: str) -> Any:
     return tile(view, at)
 
 
+NOT_PUBLISHED = "Alarm limits not yet published by the alarm engine: no limit lines are drawn."
+
+
+def limits_note(state: ChairState | None) -> Any:
+    """Return what the chair view says about its limits: not published, an edit pending or refused, or whose."""
+    effective = state.effective_limits if state else None
+    edit = pending_edit(state.limits_edit if state else None, effective)
+    parts: list[Any] = []
+    if effective is None:
+        error = f" ({state.limits_error})" if state and state.limits_error else ""
+        parts.append(html.Div(NOT_PUBLISHED + error, className="banner banner-warn", id="limits-not-published"))
+    if edit is not None:
+        by = f" by {edit.user}" if edit.user else ""
+        at = f" at {clock_text(edit.ts)}" if edit.ts else ""
+        parts.append(html.Div(f"Pending: the alarm-limit edit{by}{at} is not yet applied by the alarm engine; the "
+                              "chart shows the limits it enforces.", className="banner banner-info", id="limits-pending"))
+    elif effective is not None and effective.admin and effective.admin.get("status") == "refused":
+        parts.append(html.Div(f"The alarm engine refused the alarm-limit edit of {clock_text(effective.admin_ts or 0)}: "
+                              f"{effective.admin.get('reason', '')}. The chart shows the limits it enforces.",
+                              className="banner banner-warn", id="limits-refused"))
+    if effective is not None:
+        parts.append(html.P(f"Alarm limits as the alarm engine enforces them (published {clock_text(effective.ts)}).",
+                            className="muted", id="limits-published"))
+    return parts
+
+
 def limits_editor(services: Services, site: str, chair: str) -> html.Div:
-    """Return the admin's alarm-limit form for a chair."""
+    """Return the admin's alarm-limit form for a chair, filled with the limits the engine published."""
     state = services.state.chair_state(site, chair)
-    current = limits_mod.effective(state.limits if state else None)
+    effective = state.effective_limits if state else None
+    head = html.Thead(html.Tr([html.Th("vital"), html.Th("high alarm below"), html.Th("medium alarm below"),
+                               html.Th("medium alarm above"), html.Th("high alarm above")]))
     rows = []
-    for vital, values in limits_mod.DEFAULT_LIMITS.items():
-        cells: list[Any] = [html.Td(vital.upper())]
-        for name in limits_mod.LIMIT_NAMES:
+    for vital, values in (effective.limits if effective else {}).items():
+        cells: list[Any] = [html.Td(LABELS[vital])]
+        for name in LIMIT_NAMES:
             if name in values:
-                cells.append(html.Td(dcc.Input(id={"type": "limit", "vital": vital, "name": name}, type="number",
-                                               value=current[vital].get(name), debounce=True, className="limit-input")))
+                source = effective.source(vital, name) if effective else None
+                cells.append(html.Td([
+                    dcc.Input(id={"type": "limit", "vital": vital, "name": name}, type="number", value=values[name],
+                              debounce=True, className="limit-input"),
+                    html.Span(source or "", className="muted limit-source", title="where the engine's value came from"),
+                ]))
             else:
                 cells.append(html.Td(""))
         rows.append(html.Tr(cells))
-    head = html.Thead(html.Tr([html.Th("vital"), html.Th("high alarm below"), html.Th("medium alarm below"),
-                               html.Th("medium alarm above"), html.Th("high alarm above")]))
-    return html.Div(
-        [html.H3("Alarm limits (admin)"),
-         html.P("Saving publishes the limits, retained, for the alarm engine and records the change in the audit "
-                "trail.", className="muted"),
-         html.Table([head, html.Tbody(rows)], className="data-table limits-table"),
-         html.Button("Save limits", id="limits-save", className="btn btn-ack", n_clicks=0),
-         html.Div(id="limits-feedback", role="status", className="feedback")],
-        className="panel", id="limits-panel",
-    )
+    body: list[Any] = [html.H3("Alarm limits (admin)")]
+    if effective is None:
+        body += [html.P(NOT_PUBLISHED + " Reload this page once it has, to edit them.", className="muted"),
+                 html.Button("Save limits", id="limits-save", className="btn btn-ack", n_clicks=0, disabled=True)]
+    else:
+        body += [html.P("The form shows the limits the alarm engine enforces. Saving publishes them, retained, for the "
+                        "engine and records the change in the audit trail; the chart shows them once the engine has "
+                        "applied them.", className="muted"),
+                 html.Table([head, html.Tbody(rows)], className="data-table limits-table"),
+                 html.Button("Save limits", id="limits-save", className="btn btn-ack", n_clicks=0)]
+    body.append(html.Div(id="limits-feedback", role="status", className="feedback"))
+    return html.Div(body, className="panel", id="limits-panel")
 
 
 def current_session(services: Services, site: str, chair: str) -> Session | None:
@@ -186,7 +221,7 @@ def register(app: Dash, services: Services) -> None:
 
     @app.callback(
         Output("chair-trend", "figure"), Output("chair-session", "children"), Output("chair-alarm-history", "children"),
-        Output("chair-export", "href"), Output("chair-history-note", "children"),
+        Output("chair-export", "href"), Output("chair-history-note", "children"), Output("chair-limits-note", "children"),
         Input("chair-range", "value"), Input("chair-trend-tick", "n_intervals"), State("chair-key", "data"),
     )
     def chair_trend(choice: str, _n: int, key: dict[str, str]) -> tuple[Any, ...]:
@@ -194,7 +229,7 @@ def register(app: Dash, services: Services) -> None:
         now = now_ms()
         start, end = time_range(services, site, chair, choice or "session", now)
         state = services.state.chair_state(site, chair)
-        limits = limits_mod.effective(state.limits if state else None)
+        limits = state.effective_limits if state else None
         session = current_session(services, site, chair)
         export = f"/export/{site}/{chair}.csv?start={max(start, end - MAX_EXPORT_MS)}&end={end}"
         try:
@@ -206,11 +241,13 @@ def register(app: Dash, services: Services) -> None:
 
             note = html.Div(f"History unavailable: {exc}. Live values above continue.", className="banner banner-warn")
             return trend_figure(Series(0), limits, start_ms=start, end_ms=end), session_details(session, now), \
-                html.P("Alarm history unavailable while the store is down.", className="muted"), export, note
+                html.P("Alarm history unavailable while the store is down.", className="muted"), export, note, \
+                limits_note(state)
         history = table(["time", "priority", "event", "vital", "text", "value / limit", "user"],
                         alarm_history_rows(events), ident="alarm-history-table", empty="No alarm events in this range.")
         shown = [s for s in sessions if s.started_at < end and (s.ended_at is None or s.ended_at >= start)]
-        return trend_figure(series, limits, events, shown, start, end), session_details(session, now), history, export, ""
+        return (trend_figure(series, limits, events, shown, start, end), session_details(session, now), history, export,
+                "", limits_note(state))
 
     @app.callback(
         Output("limits-feedback", "children"), Input("limits-save", "n_clicks"),
@@ -228,14 +265,15 @@ def register(app: Dash, services: Services) -> None:
             ident = spec["id"]
             raw.setdefault(ident["vital"], {})[ident["name"]] = value
         try:
-            checked = limits_mod.validate(raw)
-        except limits_mod.LimitsError as exc:
+            checked = validate(raw)
+        except LimitsError as exc:
             return f"Not saved: {exc}"
         site, chair = key["site"], key["chair"]
-        payload = limits_mod.to_payload(checked, who.user, now_ms())
+        payload = AdminEdit(checked, who.user, now_ms()).to_payload()
         if services.feed is None or not services.feed.publish_limits(site, chair, payload):
             return "Not saved: the broker did not take the new limits."
         stored = services.audit("alarm_limits", who.user, json.dumps(checked, sort_keys=True), site=site, chair=chair)
         log.info("alarm limits of %s/%s changed by %s", site, chair, who.user)
-        return ("Saved and published." if stored else
-                "Published, but the audit record could not be stored (store unavailable); it is in the log.")
+        pending = " The chart shows them once the alarm engine has applied them."
+        return ("Saved and published." + pending if stored else
+                "Published, but the audit record could not be stored (store unavailable); it is in the log." + pending)
