@@ -7,7 +7,7 @@ import json
 import logging
 from typing import Any
 
-from dash import ALL, Dash, Input, Output, State, ctx, dcc, html
+from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
 
 from dashboard.components import PRIORITY_LABEL, clock_text, table, tile
 from dashboard.figures import trend_figure
@@ -41,6 +41,7 @@ def layout(services: Services, site: str, chair: str) -> html.Div:
     parts: list[Any] = [
         dcc.Store(id="chair-key", data={"site": site, "chair": chair}),
         dcc.Interval(id="chair-trend-tick", interval=TREND_REFRESH_MS, n_intervals=0),
+        dcc.Store(id="chair-limits-version", data=None),
         html.Div([html.H2(f"Chair {chair}"), html.Span(f"site {site}", className="muted")], className="chair-title"),
         html.Div(live_tile(services, site, chair), id="chair-live", className="chair-live"),
         html.Div(
@@ -96,6 +97,13 @@ def limits_note(state: ChairState | None) -> Any:
         parts.append(html.P(f"Alarm limits as the alarm engine enforces them (published {clock_text(effective.ts)}).",
                             className="muted", id="limits-published"))
     return parts
+
+
+def limits_version(state: ChairState | None) -> list[Any]:
+    """Return what identifies the limits a chair view shows: the engine's publication and a pending edit."""
+    effective = state.effective_limits if state else None
+    edit = state.limits_edit if state else None
+    return [effective.ts if effective else None, state.limits_error if state else None, edit.ts if edit else None]
 
 
 def limits_editor(services: Services, site: str, chair: str) -> html.Div:
@@ -222,9 +230,10 @@ def register(app: Dash, services: Services) -> None:
     @app.callback(
         Output("chair-trend", "figure"), Output("chair-session", "children"), Output("chair-alarm-history", "children"),
         Output("chair-export", "href"), Output("chair-history-note", "children"), Output("chair-limits-note", "children"),
-        Input("chair-range", "value"), Input("chair-trend-tick", "n_intervals"), State("chair-key", "data"),
+        Input("chair-range", "value"), Input("chair-trend-tick", "n_intervals"), Input("chair-limits-version", "data"),
+        State("chair-key", "data"),
     )
-    def chair_trend(choice: str, _n: int, key: dict[str, str]) -> tuple[Any, ...]:
+    def chair_trend(choice: str, _n: int, _version: Any, key: dict[str, str]) -> tuple[Any, ...]:
         site, chair = key["site"], key["chair"]
         now = now_ms()
         start, end = time_range(services, site, chair, choice or "session", now)
@@ -248,6 +257,14 @@ def register(app: Dash, services: Services) -> None:
         shown = [s for s in sessions if s.started_at < end and (s.ended_at is None or s.ended_at >= start)]
         return (trend_figure(series, limits, events, shown, start, end), session_details(session, now), history, export,
                 "", limits_note(state))
+
+    @app.callback(Output("chair-limits-version", "data"), Input("tick", "n_intervals"), State("chair-key", "data"),
+                  State("chair-limits-version", "data"))
+    def chair_limits_version(_n: int, key: dict[str, str], shown: Any) -> Any:
+        # Redraw the trend at once when the engine publishes new limits (or an edit is pending), not at the next
+        # 15 s refresh: a threshold on screen must not lag the one that alarms.
+        version = limits_version(services.state.chair_state(key["site"], key["chair"]))
+        return no_update if version == shown else version
 
     @app.callback(
         Output("limits-feedback", "children"), Input("limits-save", "n_clicks"),
