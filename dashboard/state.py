@@ -310,8 +310,8 @@ def tile_view(state: ChairState, now_ms: int, *, no_data_ms: int = NO_DATA_MS, c
 
 def pending_edit(edit: AdminEdit | None, effective: EffectiveLimits | None) -> AdminEdit | None:
     """Return an admin's edit the alarm engine has not yet published as taken (applied or refused), else None."""
-    if edit is None:
+    if edit is None or effective is None or effective.admin is None:
+        return edit
+    if edit.ts is None:  # an edit that says not when (a third party's): taken once the engine names any edit
         return None
-    if effective is not None and effective.admin_ts is not None and effective.admin_ts == edit.ts:
-        return None
-    return edit
+    return None if effective.admin_ts == edit.ts else edit

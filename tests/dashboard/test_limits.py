@@ -76,6 +76,23 @@ def test_an_edit_is_pending_until_the_engine_publishes_it_taken() -> None:
     assert pending_edit(edit, effective({"user": "admin.lee", "ts": 7, "status": "applied"})) is None
     assert pending_edit(edit, effective({"user": "admin.lee", "ts": 7, "status": "refused"})) is None
     assert pending_edit(None, effective()) is None
+    undated = AdminEdit({"spo2": {"low_medium": 88.0}})
+    assert pending_edit(undated, effective()) is undated
+    assert pending_edit(undated, effective({"user": None, "ts": None, "status": "applied"})) is None
+
+
+def test_unreadable_effective_limits_are_dropped_and_said_never_kept() -> None:
+    from dashboard.live import LiveState
+    from dashboard.pages.chair import limits_note
+
+    state = LiveState()
+    state.apply_effective_limits("north", "c-01", effective(spo2={"low_medium": 88.0}).to_payload())
+    assert state.chair_state("north", "c-01").effective_limits.limits == {"spo2": {"low_medium": 88.0}}  # type: ignore[union-attr]
+    state.apply_effective_limits("north", "c-01", b'{"site": "north", "chair": "c-01", "ts": 6, "limits": []}')
+    chair = state.chair_state("north", "c-01")
+    assert chair is not None and chair.effective_limits is None and "unreadable" in (chair.limits_error or "")
+    note = json.dumps([part.to_plotly_json() for part in limits_note(chair)], default=str)
+    assert "not yet published by the alarm engine" in note and "unreadable" in note
 
 
 def save_request(site: str, chair: str, values: dict[tuple[str, str], float]) -> dict:
@@ -152,7 +169,8 @@ def chair_view(client, headers: dict, site: str, chair: str) -> tuple[list[float
     body = {"output": ".." + "...".join(f"{i}.{p}" for i, p in TREND_OUTPUTS) + "..",
             "outputs": [{"id": i, "property": p} for i, p in TREND_OUTPUTS],
             "inputs": [{"id": "chair-range", "property": "value", "value": "1h"},
-                       {"id": "chair-trend-tick", "property": "n_intervals", "value": 0}],
+                       {"id": "chair-trend-tick", "property": "n_intervals", "value": 0},
+                       {"id": "chair-limits-version", "property": "data", "value": None}],
             "state": [{"id": "chair-key", "property": "data", "value": {"site": site, "chair": chair}}],
             "changedPropIds": ["chair-range.value"]}
     answer = client.post("/_dash-update-component", json=body, headers=headers)
