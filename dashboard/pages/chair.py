@@ -15,7 +15,7 @@ from dashboard.history import HistoryUnavailable, readings_csv
 from dashboard.live import now_ms
 from dashboard.services import Services
 from dashboard.state import ChairState, format_elapsed, pending_edit
-from vitals.limits import LIMIT_NAMES, AdminEdit, LimitsError, validate
+from vitals.limits import LIMIT_NAMES, AdminEdit, EffectiveLimits, LimitsError, validate
 from vitals.reading import LABELS
 from vitals.records import Session
 from vitals.topics import TopicError, check_id
@@ -104,6 +104,18 @@ def limits_version(state: ChairState | None) -> list[Any]:
     effective = state.effective_limits if state else None
     edit = state.limits_edit if state else None
     return [effective.ts if effective else None, state.limits_error if state else None, edit.ts if edit else None]
+
+
+def admin_layer(form: dict[str, dict[str, float]], effective: EffectiveLimits | None) -> dict[str, dict[str, float]]:
+    """Return the admin edit a saved form makes: values that differ from what the engine enforces, and the earlier
+    admin edit's values (a new edit replaces the chair's admin layer), so other layers' values are not pinned."""
+    out: dict[str, dict[str, float]] = {}
+    for vital, values in form.items():
+        for name, value in values.items():
+            current = effective.limits.get(vital, {}).get(name) if effective else None
+            if current != value or (effective is not None and effective.source(vital, name) == "admin"):
+                out.setdefault(vital, {})[name] = value
+    return out
 
 
 def limits_editor(services: Services, site: str, chair: str) -> html.Div:
@@ -286,10 +298,14 @@ def register(app: Dash, services: Services) -> None:
         except LimitsError as exc:
             return f"Not saved: {exc}"
         site, chair = key["site"], key["chair"]
-        payload = AdminEdit(checked, who.user, now_ms()).to_payload()
+        state = services.state.chair_state(site, chair)
+        edit = admin_layer(checked, state.effective_limits if state else None)
+        if not edit:
+            return "Nothing changed: these are the limits the alarm engine enforces."
+        payload = AdminEdit(edit, who.user, now_ms()).to_payload()
         if services.feed is None or not services.feed.publish_limits(site, chair, payload):
             return "Not saved: the broker did not take the new limits."
-        stored = services.audit("alarm_limits", who.user, json.dumps(checked, sort_keys=True), site=site, chair=chair)
+        stored = services.audit("alarm_limits", who.user, json.dumps(edit, sort_keys=True), site=site, chair=chair)
         log.info("alarm limits of %s/%s changed by %s", site, chair, who.user)
         pending = " The chart shows them once the alarm engine has applied them."
         return ("Saved and published." + pending if stored else

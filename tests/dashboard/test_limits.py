@@ -81,6 +81,18 @@ def test_an_edit_is_pending_until_the_engine_publishes_it_taken() -> None:
     assert pending_edit(undated, effective({"user": None, "ts": None, "status": "applied"})) is None
 
 
+def test_a_saved_form_edits_only_what_changed_and_keeps_the_earlier_admin_values() -> None:
+    from dashboard.pages.chair import admin_layer
+
+    enforced = EffectiveLimits("north", "c-01", 5, {"spo2": {"low_high": 85.0, "low_medium": 88.0},
+                                                    "hr": {"low_high": 35.0, "high_high": 140.0}},
+                               {"spo2-low-medium": {"source": "file"}, "hr-low-high": {"source": "admin"}})
+    form = {"spo2": {"low_high": 85.0, "low_medium": 87.0}, "hr": {"low_high": 35.0, "high_high": 140.0}}
+    # The file's 88 becomes the admin's 87; the admin's earlier 35 stays theirs; the defaults stay defaults.
+    assert admin_layer(form, enforced) == {"spo2": {"low_medium": 87.0}, "hr": {"low_high": 35.0}}
+    assert admin_layer(form, None) == form  # nothing published: the whole form is the edit
+
+
 def test_unreadable_effective_limits_are_dropped_and_said_never_kept() -> None:
     from dashboard.live import LiveState
     from dashboard.pages.chair import limits_note
