@@ -2,7 +2,8 @@
 
 Inputs: readings (event time: their own ``ts_ms``), sessions, device status, acknowledgement commands
 and ``tick(now_ms)``, the only source of wall-clock time. Every call returns the alarm events it caused;
-``take_changed()`` names the chairs whose active-alarm list changed, and ``active()`` returns that list.
+``take_changed()`` names the chairs whose active-alarm list changed, and ``active()`` returns that list;
+``take_limits_changed()`` names those whose limits may have changed, and ``effective_limits()`` returns them.
 
 Semantics (docs/alarm-rules.md says the same for people):
 - A rule is met when its condition held on every reading of its vital for its delay, measured on the
