@@ -330,12 +330,29 @@ def test_the_chair_view_draws_the_limits_the_engine_enforces(browser, mosquitto,
         page.click("#limits-save")
         page.wait_for_function("() => document.querySelector('#limits-feedback').innerText.includes('Saved')",
                                timeout=10_000)
-        drawn = spo2_limits(page, [85, 87])
+        drawn = spo2_limits(page, [85, 87])  # drawn once the engine applied it and published it
         assert drawn["labels"] == ["85", "87"]
+        assert not page.locator("#limits-pending").count()
+
+        # With the engine away, an edit is shown as pending and the chart keeps what the engine enforces.
+        ingest.stop()
+        page.reload()
+        field.wait_for(timeout=20_000)
+        field.fill("86")
+        field.press("Enter")
+        page.click("#limits-save")
+        page.wait_for_selector("#limits-pending", timeout=10_000)
+        assert "not yet applied by the alarm engine" in page.locator("#limits-pending").inner_text()
+        assert spo2_limits(page, [85, 87])["labels"] == ["85", "87"]
+        page.evaluate("() => window.scrollTo(0, 0)")
+        page.screenshot(path=str(screenshot_dir(tmp_path) / "chair-limits-pending.png"))
+        ingest.start()  # restored, it applies the retained edit and publishes it: now it is drawn
+        assert spo2_limits(page, [85, 86])["labels"] == ["85", "86"]
+        page.wait_for_selector("#limits-pending", state="detached", timeout=10_000)
         from vitals.store import open_store
 
         records = open_store(store_url).audit(site)
-        assert [(r.action, r.chair) for r in records if r.action == "alarm_limits"] == [("alarm_limits", "c-01")]
+        assert [(r.action, r.chair) for r in records if r.action == "alarm_limits"] == [("alarm_limits", "c-01")] * 2
 
         # A chair the engine has not published limits for: no line, and the view says why.
         page.goto(dashboard.url + f"/chair/{site}/c-09")
