@@ -130,3 +130,19 @@ def seed_store(store_url: str, site: str, chairs: int = 12, minutes: int = 40, e
         ])
     finally:
         store.close()
+
+
+# The chair view's trend callback as the page calls it (tests post this to /_dash-update-component).
+CHAIR_TREND_OUTPUTS = (("chair-trend", "figure"), ("chair-session", "children"), ("chair-alarm-history", "children"),
+                       ("chair-export", "href"), ("chair-history-note", "children"), ("chair-limits-note", "children"))
+
+
+def chair_trend_request(site: str, chair: str, choice: str = "1h") -> dict:
+    """Return the request body of the chair view's trend callback for a chair and a range."""
+    return {"output": ".." + "...".join(f"{i}.{p}" for i, p in CHAIR_TREND_OUTPUTS) + "..",
+            "outputs": [{"id": i, "property": p} for i, p in CHAIR_TREND_OUTPUTS],
+            "inputs": [{"id": "chair-range", "property": "value", "value": choice},
+                       {"id": "chair-trend-tick", "property": "n_intervals", "value": 0},
+                       {"id": "chair-limits-version", "property": "data", "value": None}],
+            "state": [{"id": "chair-key", "property": "data", "value": {"site": site, "chair": chair}}],
+            "changedPropIds": ["chair-range.value"]}

@@ -12,6 +12,7 @@ from dashboard.app import create_app
 from dashboard.auth import CSRF_COOKIE, UsersFile
 from dashboard.services import DashboardConfig, Services
 from dashboard.state import pending_edit
+from tests.dashboard.scene import chair_trend_request
 from tests.servers import Mosquitto, MqttCollector
 from vitals.limits import AdminEdit, EffectiveLimits, LimitsError, validate
 from vitals.topics import Topics
@@ -172,20 +173,10 @@ def _wait(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-
 
 
 RULES_88 = "[rules.spo2-low-medium]\nlimit = 88\n"
-TREND_OUTPUTS = [("chair-trend", "figure"), ("chair-session", "children"), ("chair-alarm-history", "children"),
-                 ("chair-export", "href"), ("chair-history-note", "children"), ("chair-limits-note", "children")]
-
 
 def chair_view(client, headers: dict, site: str, chair: str) -> tuple[list[float], str]:  # type: ignore[no-untyped-def]
     """Ask the chair view's trend callback, as the page does; return the SpO2 panel's limit lines and the note."""
-    body = {"output": ".." + "...".join(f"{i}.{p}" for i, p in TREND_OUTPUTS) + "..",
-            "outputs": [{"id": i, "property": p} for i, p in TREND_OUTPUTS],
-            "inputs": [{"id": "chair-range", "property": "value", "value": "1h"},
-                       {"id": "chair-trend-tick", "property": "n_intervals", "value": 0},
-                       {"id": "chair-limits-version", "property": "data", "value": None}],
-            "state": [{"id": "chair-key", "property": "data", "value": {"site": site, "chair": chair}}],
-            "changedPropIds": ["chair-range.value"]}
-    answer = client.post("/_dash-update-component", json=body, headers=headers)
+    answer = client.post("/_dash-update-component", json=chair_trend_request(site, chair), headers=headers)
     assert answer.status_code == 200, answer.get_data(as_text=True)[:500]
     response = answer.get_json()["response"]
     figure = response["chair-trend"]["figure"]
