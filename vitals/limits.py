@@ -186,8 +186,9 @@ class EffectiveLimits:
         return found if found in PRIORITIES else name.split("_")[1]
 
     def source(self, vital: str, name: str) -> str | None:
-        """Return the layer a limit came from, when the engine said."""
-        return self.rules.get(rule_id(vital, name), {}).get("source")
+        """Return the layer a limit came from (one of LAYERS), when the engine said."""
+        found = self.rules.get(rule_id(vital, name), {}).get("source")
+        return found if found in LAYERS else None
 
     def to_json_obj(self) -> dict[str, Any]:
         """Return the contract's JSON object."""

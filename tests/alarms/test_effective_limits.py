@@ -11,7 +11,7 @@ from ingest.alarms.engine import AlarmEngine
 from ingest.alarms.rules import RulesError, effective_limits, load_rules
 from tests.alarms.helpers import CHAIR, SITE, T0, kinds, reading, series, session
 from tests.alarms.test_service_inprocess import TOPICS, make
-from vitals.limits import AdminEdit, EffectiveLimits
+from vitals.limits import LAYERS, AdminEdit, EffectiveLimits
 
 LAYERED = """
 [rules.spo2-low-medium]
@@ -57,6 +57,7 @@ def test_every_layer_is_applied_and_named(tmp_path: Path) -> None:
     assert found["limits"]["hr"] == {"low_high": 40.0, "low_medium": 45.0, "high_medium": 130.0, "high_high": 140.0}
     assert found["limits"]["rr"] == {"low_high": 8.0}  # the disabled rule is not enforced, so not published
     sources = {rid: rule["source"] for rid, rule in found["rules"].items()}
+    assert set(sources.values()) <= set(LAYERS)
     assert (sources["spo2-low-medium"], sources["hr-high-medium"], sources["hr-low-medium"], sources["hr-low-high"]) == \
         ("file", "site", "chair", "default")
     assert "rr-high-medium" not in found["rules"]
