@@ -118,38 +118,44 @@ def admin_layer(form: dict[str, dict[str, float]], effective: EffectiveLimits | 
     return out
 
 
-def limits_editor(services: Services, site: str, chair: str) -> html.Div:
-    """Return the admin's alarm-limit form for a chair, filled with the limits the engine published."""
-    state = services.state.chair_state(site, chair)
-    effective = state.effective_limits if state else None
+def limits_form(effective: EffectiveLimits | None) -> list[Any]:
+    """Return the admin form's table, filled with the limits the engine published and where each came from."""
+    if effective is None:
+        return [html.P(NOT_PUBLISHED + " The form opens when it has.", className="muted")]
     head = html.Thead(html.Tr([html.Th("vital"), html.Th("high alarm below"), html.Th("medium alarm below"),
                                html.Th("medium alarm above"), html.Th("high alarm above")]))
     rows = []
-    for vital, values in (effective.limits if effective else {}).items():
+    for vital, values in effective.limits.items():
         cells: list[Any] = [html.Td(LABELS[vital])]
         for name in LIMIT_NAMES:
             if name in values:
-                source = effective.source(vital, name) if effective else None
                 cells.append(html.Td([
                     dcc.Input(id={"type": "limit", "vital": vital, "name": name}, type="number", value=values[name],
                               debounce=True, className="limit-input"),
-                    html.Span(source or "", className="muted limit-source", title="where the engine's value came from"),
+                    html.Span(effective.source(vital, name) or "", className="muted limit-source",
+                              title="where the engine's value came from"),
                 ]))
             else:
                 cells.append(html.Td(""))
         rows.append(html.Tr(cells))
-    body: list[Any] = [html.H3("Alarm limits (admin)")]
-    if effective is None:
-        body += [html.P(NOT_PUBLISHED + " Reload this page once it has, to edit them.", className="muted"),
-                 html.Button("Save limits", id="limits-save", className="btn btn-ack", n_clicks=0, disabled=True)]
-    else:
-        body += [html.P("The form shows the limits the alarm engine enforces. Saving publishes them, retained, for the "
-                        "engine and records the change in the audit trail; the chart shows them once the engine has "
-                        "applied them.", className="muted"),
-                 html.Table([head, html.Tbody(rows)], className="data-table limits-table"),
-                 html.Button("Save limits", id="limits-save", className="btn btn-ack", n_clicks=0)]
-    body.append(html.Div(id="limits-feedback", role="status", className="feedback"))
-    return html.Div(body, className="panel", id="limits-panel")
+    return [html.P("The form shows the limits the alarm engine enforces. Saving publishes them, retained, for the "
+                   "engine and records the change in the audit trail; the chart shows them once the engine has "
+                   "applied them.", className="muted"),
+            html.Table([head, html.Tbody(rows)], className="data-table limits-table")]
+
+
+def limits_editor(services: Services, site: str, chair: str) -> html.Div:
+    """Return the admin's alarm-limit panel for a chair."""
+    state = services.state.chair_state(site, chair)
+    effective = state.effective_limits if state else None
+    return html.Div(
+        [html.H3("Alarm limits (admin)"),
+         html.Div(limits_form(effective), id="limits-form"),
+         dcc.Store(id="limits-form-ts", data=effective.ts if effective else None),  # what the form was filled from
+         html.Button("Save limits", id="limits-save", className="btn btn-ack", n_clicks=0, disabled=effective is None),
+         html.Div(id="limits-feedback", role="status", className="feedback")],
+        className="panel", id="limits-panel",
+    )
 
 
 def current_session(services: Services, site: str, chair: str) -> Session | None:
@@ -277,6 +283,19 @@ def register(app: Dash, services: Services) -> None:
         # 15 s refresh: a threshold on screen must not lag the one that alarms.
         version = limits_version(services.state.chair_state(key["site"], key["chair"]))
         return no_update if version == shown else version
+
+    @app.callback(Output("limits-form", "children"), Output("limits-save", "disabled"), Output("limits-form-ts", "data"),
+                  Input("chair-limits-version", "data"), State("chair-key", "data"), State("limits-form-ts", "data"),
+                  prevent_initial_call=True)
+    def refill_limits_form(_version: Any, key: dict[str, str], filled_from: Any) -> tuple[Any, Any, Any]:
+        # Refill the admin's form when the engine published new limits, but never while an edit is pending (the
+        # admin's own just-saved values would be replaced by the old ones), nor with what it already holds.
+        state = services.state.chair_state(key["site"], key["chair"])
+        effective = state.effective_limits if state else None
+        ts = effective.ts if effective else None
+        if ts == filled_from or pending_edit(state.limits_edit if state else None, effective) is not None:
+            return no_update, no_update, no_update
+        return limits_form(effective), effective is None, ts
 
     @app.callback(
         Output("limits-feedback", "children"), Input("limits-save", "n_clicks"),

@@ -308,6 +308,8 @@ def test_the_chair_view_draws_the_limits_the_engine_enforces(browser, mosquitto,
             publisher.publish(TOPICS.vitals(site, "c-01"), json.dumps(
                 {"ts": now - k * 1000, "hr": 74 + k % 5, "spo2": 91 - (k // 40), "rr": 14}), qos=1)
         page = browser.new_page(viewport=SCREENS["desktop"])
+        errors: list[str] = []
+        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
         page.goto(dashboard.url + f"/chair/{site}/c-01")
         page.fill("#username", "admin.lee")
         page.fill("#password", PASSWORD)
@@ -333,6 +335,10 @@ def test_the_chair_view_draws_the_limits_the_engine_enforces(browser, mosquitto,
         drawn = spo2_limits(page, [85, 87])  # drawn once the engine applied it and published it
         assert drawn["labels"] == ["85", "87"]
         assert not page.locator("#limits-pending").count()
+        # The form is refilled from what the engine published: the value is now the admin's, without a reload.
+        page.wait_for_function("() => [...document.querySelectorAll('#limits-form td')].some("
+                               "td => td.querySelector('input[id*=\"low_medium\"][id*=\"spo2\"]') "
+                               "&& td.innerText.includes('admin'))", timeout=10_000)
 
         # With the engine away, an edit is shown as pending and the chart keeps what the engine enforces.
         ingest.stop()
@@ -360,6 +366,9 @@ def test_the_chair_view_draws_the_limits_the_engine_enforces(browser, mosquitto,
         assert "not yet published by the alarm engine" in page.locator("#limits-not-published").inner_text()
         page.wait_for_selector("#chair-trend .js-plotly-plot", timeout=20_000)
         assert page.evaluate(SPO2_LIMITS_JS)["lines"] == []
+        assert "form opens when it has" in page.locator("#limits-form").inner_text()
+        assert page.locator("#limits-save").is_disabled()
+        assert errors == []
     finally:
         dashboard.stop()
         ingest.stop()
