@@ -10,12 +10,13 @@ the chair view's trends are Plotly figures.
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from vitals.limits import EffectiveLimits
 from vitals.records import AlarmEvent, Session
 from vitals.store import Series
 
@@ -96,7 +97,7 @@ def _dt(ts_ms: int) -> datetime:
     return datetime.fromtimestamp(ts_ms / 1000)
 
 
-def panel_range(series: Series, vitals: Sequence[str], limits: dict[str, dict[str, float]],
+def panel_range(series: Series, vitals: Sequence[str], limits: Mapping[str, Mapping[str, float]],
                 limit_vital: str) -> list[float]:
     """Return a panel's y range covering its data and its alarm limits, so limits show even without data."""
     values: list[float] = []
@@ -112,9 +113,14 @@ def panel_range(series: Series, vitals: Sequence[str], limits: dict[str, dict[st
     return [lo - pad, hi + pad]
 
 
-def trend_figure(series: Series, limits: dict[str, dict[str, float]], events: Sequence[AlarmEvent] = (),
+def trend_figure(series: Series, effective: EffectiveLimits | None, events: Sequence[AlarmEvent] = (),
                  sessions: Sequence[Session] = (), start_ms: int | None = None, end_ms: int | None = None) -> go.Figure:
-    """Return the chair view's trend figure: one panel per vital, limits dashed, alarm events marked."""
+    """Return the chair view's trend figure: one panel per vital, the engine's limits dashed, alarm events marked.
+
+    Only the limits the alarm engine published (``effective``) are drawn, each in its priority's colour; with
+    none published, none are drawn.
+    """
+    limits: Mapping[str, Mapping[str, float]] = effective.limits if effective is not None else {}
     fig = make_subplots(rows=len(PANELS), cols=1, shared_xaxes=True, vertical_spacing=0.04,
                         subplot_titles=[title for title, _, _ in PANELS])
     x = [_dt(t) for t in series.times]
@@ -138,13 +144,13 @@ def trend_figure(series: Series, limits: dict[str, dict[str, float]], events: Se
                           row=row, col=1)
         lim = limits.get(limit_vital, {})
         for name, value in lim.items():
-            colour = PRIORITY_COLOURS["high" if name.endswith("_high") else "medium"]
+            colour = PRIORITY_COLOURS.get(effective.priority(limit_vital, name) if effective else "", GREY)
             fig.add_hline(y=value, line={"color": colour, "width": 1, "dash": "dash"}, row=row, col=1,
                           exclude_empty_subplots=False, annotation_text=label(f"{value:g}"), annotation_position="right",
                           annotation_font={"color": colour, "size": 11})
         if limit_vital == "sys":
             for name, value in limits.get("dia", {}).items():
-                colour = PRIORITY_COLOURS["high" if name.endswith("_high") else "medium"]
+                colour = PRIORITY_COLOURS.get(effective.priority("dia", name) if effective else "", GREY)
                 fig.add_hline(y=value, line={"color": colour, "width": 1, "dash": "dot"}, row=row, col=1,
                               exclude_empty_subplots=False)
     rows = {vital: row for row, (_, vitals, _) in enumerate(PANELS, start=1) for vital in vitals}

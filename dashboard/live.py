@@ -15,8 +15,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from dashboard import limits as limits_mod
 from dashboard.state import ChairState, TileView, sort_alarms, sounding, tile_view
+from vitals.limits import AdminEdit, EffectiveLimits, LimitsError
 from vitals.mqtt import connect, make_client, redact
 from vitals.reading import validate_payload
 from vitals.records import AckCommand, ActiveAlarm, RecordError, Session, device_status
@@ -131,10 +131,23 @@ class LiveState:
             log.warning("chair %s/%s: %s", site, chair, error)
 
     def apply_limits(self, site: str, chair: str, payload: bytes) -> None:
-        """Take a retained alarm-limits payload (empty clears the overrides)."""
-        limits = limits_mod.parse_payload(payload) if payload.strip() else None
+        """Take a retained admin's alarm-limit edit (empty clears it); it is drawn only once the engine publishes it."""
+        edit = AdminEdit.from_payload(payload) if payload.strip() else None
         with self._lock:
-            self._chair(site, chair).limits = limits
+            self._chair(site, chair).limits_edit = edit
+
+    def apply_effective_limits(self, site: str, chair: str, payload: bytes) -> None:
+        """Take the retained limits the alarm engine enforces for a chair (empty: none published)."""
+        error = None
+        try:
+            effective = EffectiveLimits.from_payload(site, chair, payload) if payload.strip() else None
+        except LimitsError as exc:  # never keep drawing limits the engine may have changed since
+            effective, error = None, f"effective limits unreadable: {str(exc)[:120]}"
+            log.warning("chair %s/%s: %s", site, chair, error)
+        with self._lock:
+            state = self._chair(site, chair)
+            state.effective_limits = effective
+            state.limits_error = error
 
     def seed(self, site: str, chair: str, values: dict[str, tuple[int, float]]) -> None:
         """Take stored latest values for a chair (from the store at start-up)."""
@@ -236,7 +249,7 @@ class LiveState:
 class LiveFeed:
     """The dashboard's MQTT client: fills a LiveState and publishes acknowledgement and limits commands."""
 
-    KINDS = ("vitals", "session", "status", "alarms")
+    KINDS = ("vitals", "session", "status", "alarms", "limits", "effective_limits")
 
     def __init__(self, state: LiveState, mqtt_url: str, *, topics: Topics | None = None, site: str | None = None,
                  protocol: str = "5", client_id: str | None = None, **tls: object) -> None:
@@ -251,14 +264,13 @@ class LiveFeed:
         self.client.on_message = self._on_message
         self._handlers = {
             "vitals": state.apply_payload, "session": state.apply_session, "status": state.apply_status,
-            "alarms": state.apply_alarms,
+            "alarms": state.apply_alarms, "limits": state.apply_limits,
+            "effective_limits": state.apply_effective_limits,
         }
 
     def filters(self) -> list[str]:
-        """Return the subscription filters: the four chair kinds and the limits topic."""
-        out = [self.topics.chair_filter(kind, self.site) for kind in self.KINDS]
-        out.append(f"{self.topics.prefix}/{self.site or '+'}/chair/+/limits")
-        return out
+        """Return the subscription filters, one per chair topic kind the dashboard reads."""
+        return [self.topics.chair_filter(kind, self.site) for kind in self.KINDS]
 
     def start(self) -> None:
         """Connect in the background; reconnects are automatic."""
@@ -292,11 +304,6 @@ class LiveFeed:
     def _on_message(self, client, userdata, msg) -> None:  # type: ignore[no-untyped-def]
         self.state.messages += 1
         try:
-            if msg.topic.endswith("/limits"):
-                head = msg.topic[: -len("/limits")] + "/status"
-                parsed = self.topics.parse_chair(head)
-                self.state.apply_limits(parsed.site, parsed.chair, msg.payload)
-                return
             parsed = self.topics.parse_chair(msg.topic)
             handler = self._handlers.get(parsed.kind)
             if handler is not None:
@@ -318,7 +325,7 @@ class LiveFeed:
 
     def publish_limits(self, site: str, chair: str, payload: str, timeout: float = 5.0) -> bool:
         """Publish a chair's alarm limits, retained (QoS 1); return whether the broker took it."""
-        info = self.client.publish(limits_mod.limits_topic(self.topics, site, chair), payload, qos=1, retain=True)
+        info = self.client.publish(self.topics.limits(site, chair), payload, qos=1, retain=True)
         try:
             info.wait_for_publish(timeout)
         except (RuntimeError, ValueError):

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from vitals.limits import AdminEdit, EffectiveLimits
 from vitals.reading import Reading
 from vitals.records import PRIORITY_RANK, ActiveAlarm, Session
 
@@ -89,7 +90,9 @@ class ChairState:
     status_ms: int | None = None
     alarms: tuple[ActiveAlarm, ...] = ()
     alarms_error: str | None = None  # the retained alarms payload could not be read: said on the tile, never hidden
-    limits: dict[str, dict[str, float]] | None = None
+    limits_edit: AdminEdit | None = None  # an admin's edit from the retained .../limits: requested, not enforced
+    effective_limits: EffectiveLimits | None = None  # what the alarm engine enforces: the only limits drawn
+    limits_error: str | None = None  # the engine's published limits could not be read: said, never guessed
     spark: SparkBuffer = field(default_factory=SparkBuffer)
     backfilled: bool = False
 
@@ -303,3 +306,12 @@ def tile_view(state: ChairState, now_ms: int, *, no_data_ms: int = NO_DATA_MS, c
         hr_points=hr_points,
         spo2_points=spo2_points,
     )
+
+
+def pending_edit(edit: AdminEdit | None, effective: EffectiveLimits | None) -> AdminEdit | None:
+    """Return an admin's edit the alarm engine has not yet published as taken (applied or refused), else None."""
+    if edit is None or effective is None or effective.admin is None:
+        return edit
+    if edit.ts is None:  # an edit that says not when (a third party's): taken once the engine names any edit
+        return None
+    return None if effective.admin_ts == edit.ts else edit

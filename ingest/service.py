@@ -279,6 +279,7 @@ class IngestService:
         "ack": _handle_ack,
         "alarms": _handle_other,
         "limits": _handle_limits,
+        "effective_limits": _handle_other,
     }
 
     # -- outputs ------------------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ Every topic lives under a configurable prefix (default ``clinic``):
     {prefix}/{site}/chair/{chair}/status    device presence online/offline, retained, last will
     {prefix}/{site}/chair/{chair}/alarms    active alarms of a chair, retained (ingest -> all)
     {prefix}/{site}/chair/{chair}/ack       acknowledge / audio-pause commands (dashboard -> ingest)
+    {prefix}/{site}/chair/{chair}/limits    an admin's alarm-limit edit, retained (dashboard -> ingest)
+    {prefix}/{site}/chair/{chair}/effective_limits  the limits the alarm engine enforces, retained (ingest -> all)
     {prefix}/{site}/alarms/events           alarm events (ingest -> all)
     {prefix}/ingest/rejected                refusals with their reasons (ingest -> all)
 """
@@ -25,7 +27,7 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}(/[A-Za-z0-9_-]{1,64}){0,7}")
 
 # Chair-level topic kinds, in the order the contract lists them.
-CHAIR_KINDS = ("vitals", "session", "status", "alarms", "ack", "limits")
+CHAIR_KINDS = ("vitals", "session", "status", "alarms", "ack", "limits", "effective_limits")
 
 
 class TopicError(ValueError):
@@ -90,6 +92,14 @@ class Topics:
     def ack(self, site: str, chair: str) -> str:
         """Return the acknowledgement command topic of a chair."""
         return self.chair(site, chair, "ack")
+
+    def limits(self, site: str, chair: str) -> str:
+        """Return the retained topic of an admin's alarm-limit edit for a chair."""
+        return self.chair(site, chair, "limits")
+
+    def effective_limits(self, site: str, chair: str) -> str:
+        """Return the retained topic of the limits the alarm engine enforces for a chair."""
+        return self.chair(site, chair, "effective_limits")
 
     def alarm_events(self, site: str) -> str:
         """Return the alarm events topic of a site."""

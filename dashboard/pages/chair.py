@@ -7,15 +7,16 @@ import json
 import logging
 from typing import Any
 
-from dash import ALL, Dash, Input, Output, State, ctx, dcc, html
+from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
 
-from dashboard import limits as limits_mod
 from dashboard.components import PRIORITY_LABEL, clock_text, table, tile
 from dashboard.figures import trend_figure
 from dashboard.history import HistoryUnavailable, readings_csv
 from dashboard.live import now_ms
 from dashboard.services import Services
-from dashboard.state import format_elapsed
+from dashboard.state import ChairState, format_elapsed, pending_edit
+from vitals.limits import LIMIT_NAMES, AdminEdit, EffectiveLimits, LimitsError, validate
+from vitals.reading import LABELS
 from vitals.records import Session
 from vitals.topics import TopicError, check_id
 
@@ -40,6 +41,7 @@ def layout(services: Services, site: str, chair: str) -> html.Div:
     parts: list[Any] = [
         dcc.Store(id="chair-key", data={"site": site, "chair": chair}),
         dcc.Interval(id="chair-trend-tick", interval=TREND_REFRESH_MS, n_intervals=0),
+        dcc.Store(id="chair-limits-version", data=None),
         html.Div([html.H2(f"Chair {chair}"), html.Span(f"site {site}", className="muted")], className="chair-title"),
         html.Div(live_tile(services, site, chair), id="chair-live", className="chair-live"),
         html.Div(
@@ -51,6 +53,7 @@ def layout(services: Services, site: str, chair: str) -> html.Div:
             className="chair-controls",
         ),
         html.Div(id="chair-history-note", role="status"),
+        html.Div(id="chair-limits-note", role="status"),
         dcc.Loading(dcc.Graph(id="chair-trend", config={"displaylogo": False, "responsive": True},
                               style={"height": "900px"}), type="default"),
         html.Div([html.H3("Session"), html.Div(id="chair-session")], className="panel"),
@@ -83,28 +86,86 @@ def live_tile(services: Services, site: str, chair: str) -> Any:
     return tile(view, at)
 
 
-def limits_editor(services: Services, site: str, chair: str) -> html.Div:
-    """Return the admin's alarm-limit form for a chair."""
-    state = services.state.chair_state(site, chair)
-    current = limits_mod.effective(state.limits if state else None)
+NOT_PUBLISHED = "Alarm limits not yet published by the alarm engine: no limit lines are drawn."
+
+
+def limits_note(state: ChairState | None) -> Any:
+    """Return what the chair view says about its limits: not published, an edit pending or refused, or whose."""
+    effective = state.effective_limits if state else None
+    edit = pending_edit(state.limits_edit if state else None, effective)
+    parts: list[Any] = []
+    if effective is None:
+        error = f" ({state.limits_error})" if state and state.limits_error else ""
+        parts.append(html.Div(NOT_PUBLISHED + error, className="banner banner-warn", id="limits-not-published"))
+    if edit is not None:
+        by = f" by {edit.user}" if edit.user else ""
+        at = f" at {clock_text(edit.ts)}" if edit.ts else ""
+        parts.append(html.Div(f"Pending: the alarm-limit edit{by}{at} is not yet applied by the alarm engine; the "
+                              "chart shows the limits it enforces.", className="banner banner-info", id="limits-pending"))
+    elif effective is not None and effective.admin and effective.admin.get("status") == "refused":
+        parts.append(html.Div(f"The alarm engine refused the alarm-limit edit of {clock_text(effective.admin_ts or 0)}: "
+                              f"{effective.admin.get('reason', '')}. The chart shows the limits it enforces.",
+                              className="banner banner-warn", id="limits-refused"))
+    if effective is not None:
+        parts.append(html.P(f"Alarm limits as the alarm engine enforces them (published {clock_text(effective.ts)}).",
+                            className="muted", id="limits-published"))
+    return parts
+
+
+def limits_version(state: ChairState | None) -> list[Any]:
+    """Return what identifies the limits a chair view shows: the engine's publication and a pending edit."""
+    effective = state.effective_limits if state else None
+    edit = state.limits_edit if state else None
+    return [effective.ts if effective else None, state.limits_error if state else None, edit.ts if edit else None]
+
+
+def admin_layer(form: dict[str, dict[str, float]], effective: EffectiveLimits | None) -> dict[str, dict[str, float]]:
+    """Return the admin edit a saved form makes: values that differ from what the engine enforces, and the earlier
+    admin edit's values (a new edit replaces the chair's admin layer), so other layers' values are not pinned."""
+    out: dict[str, dict[str, float]] = {}
+    for vital, values in form.items():
+        for name, value in values.items():
+            current = effective.limits.get(vital, {}).get(name) if effective else None
+            if current != value or (effective is not None and effective.source(vital, name) == "admin"):
+                out.setdefault(vital, {})[name] = value
+    return out
+
+
+def limits_form(effective: EffectiveLimits | None) -> list[Any]:
+    """Return the admin form's table, filled with the limits the engine published and where each came from."""
+    if effective is None:
+        return [html.P(NOT_PUBLISHED + " The form opens when it has.", className="muted")]
+    head = html.Thead(html.Tr([html.Th("vital"), html.Th("high alarm below"), html.Th("medium alarm below"),
+                               html.Th("medium alarm above"), html.Th("high alarm above")]))
     rows = []
-    for vital, values in limits_mod.DEFAULT_LIMITS.items():
-        cells: list[Any] = [html.Td(vital.upper())]
-        for name in limits_mod.LIMIT_NAMES:
+    for vital, values in effective.limits.items():
+        cells: list[Any] = [html.Td(LABELS[vital])]
+        for name in LIMIT_NAMES:
             if name in values:
-                cells.append(html.Td(dcc.Input(id={"type": "limit", "vital": vital, "name": name}, type="number",
-                                               value=current[vital].get(name), debounce=True, className="limit-input")))
+                cells.append(html.Td([
+                    dcc.Input(id={"type": "limit", "vital": vital, "name": name}, type="number", value=values[name],
+                              debounce=True, className="limit-input"),
+                    html.Span(effective.source(vital, name) or "", className="muted limit-source",
+                              title="where the engine's value came from"),
+                ]))
             else:
                 cells.append(html.Td(""))
         rows.append(html.Tr(cells))
-    head = html.Thead(html.Tr([html.Th("vital"), html.Th("high alarm below"), html.Th("medium alarm below"),
-                               html.Th("medium alarm above"), html.Th("high alarm above")]))
+    return [html.P("The form shows the limits the alarm engine enforces. Saving publishes them, retained, for the "
+                   "engine and records the change in the audit trail; the chart shows them once the engine has "
+                   "applied them.", className="muted"),
+            html.Table([head, html.Tbody(rows)], className="data-table limits-table")]
+
+
+def limits_editor(services: Services, site: str, chair: str) -> html.Div:
+    """Return the admin's alarm-limit panel for a chair."""
+    state = services.state.chair_state(site, chair)
+    effective = state.effective_limits if state else None
     return html.Div(
         [html.H3("Alarm limits (admin)"),
-         html.P("Saving publishes the limits, retained, for the alarm engine and records the change in the audit "
-                "trail.", className="muted"),
-         html.Table([head, html.Tbody(rows)], className="data-table limits-table"),
-         html.Button("Save limits", id="limits-save", className="btn btn-ack", n_clicks=0),
+         html.Div(limits_form(effective), id="limits-form"),
+         dcc.Store(id="limits-form-ts", data=effective.ts if effective else None),  # what the form was filled from
+         html.Button("Save limits", id="limits-save", className="btn btn-ack", n_clicks=0, disabled=effective is None),
          html.Div(id="limits-feedback", role="status", className="feedback")],
         className="panel", id="limits-panel",
     )
@@ -201,15 +262,16 @@ def register(app: Dash, services: Services) -> None:
 
     @app.callback(
         Output("chair-trend", "figure"), Output("chair-session", "children"), Output("chair-alarm-history", "children"),
-        Output("chair-export", "href"), Output("chair-history-note", "children"),
-        Input("chair-range", "value"), Input("chair-trend-tick", "n_intervals"), State("chair-key", "data"),
+        Output("chair-export", "href"), Output("chair-history-note", "children"), Output("chair-limits-note", "children"),
+        Input("chair-range", "value"), Input("chair-trend-tick", "n_intervals"), Input("chair-limits-version", "data"),
+        State("chair-key", "data"),
     )
-    def chair_trend(choice: str, _n: int, key: dict[str, str]) -> tuple[Any, ...]:
+    def chair_trend(choice: str, _n: int, _version: Any, key: dict[str, str]) -> tuple[Any, ...]:
         site, chair = chair_key(services, key)
         now = now_ms()
         start, end = time_range(services, site, chair, choice or "session", now)
         state = services.state.chair_state(site, chair)
-        limits = limits_mod.effective(state.limits if state else None)
+        limits = state.effective_limits if state else None
         session = current_session(services, site, chair)
         export = f"/export/{site}/{chair}.csv?start={max(start, end - MAX_EXPORT_MS)}&end={end}"
         try:
@@ -221,11 +283,34 @@ def register(app: Dash, services: Services) -> None:
 
             note = html.Div(f"History unavailable: {exc}. Live values above continue.", className="banner banner-warn")
             return trend_figure(Series(0), limits, start_ms=start, end_ms=end), session_details(session, now), \
-                html.P("Alarm history unavailable while the store is down.", className="muted"), export, note
+                html.P("Alarm history unavailable while the store is down.", className="muted"), export, note, \
+                limits_note(state)
         history = table(["time", "priority", "event", "vital", "text", "value / limit", "user"],
                         alarm_history_rows(events), ident="alarm-history-table", empty="No alarm events in this range.")
         shown = [s for s in sessions if s.started_at < end and (s.ended_at is None or s.ended_at >= start)]
-        return trend_figure(series, limits, events, shown, start, end), session_details(session, now), history, export, ""
+        return (trend_figure(series, limits, events, shown, start, end), session_details(session, now), history, export,
+                "", limits_note(state))
+
+    @app.callback(Output("chair-limits-version", "data"), Input("tick", "n_intervals"), State("chair-key", "data"),
+                  State("chair-limits-version", "data"))
+    def chair_limits_version(_n: int, key: dict[str, str], shown: Any) -> Any:
+        # Redraw the trend at once when the engine publishes new limits (or an edit is pending), not at the next
+        # 15 s refresh: a threshold on screen must not lag the one that alarms.
+        version = limits_version(services.state.chair_state(*chair_key(services, key)))
+        return no_update if version == shown else version
+
+    @app.callback(Output("limits-form", "children"), Output("limits-save", "disabled"), Output("limits-form-ts", "data"),
+                  Input("chair-limits-version", "data"), State("chair-key", "data"), State("limits-form-ts", "data"),
+                  prevent_initial_call=True)
+    def refill_limits_form(_version: Any, key: dict[str, str], filled_from: Any) -> tuple[Any, Any, Any]:
+        # Refill the admin's form when the engine published new limits, but never while an edit is pending (the
+        # admin's own just-saved values would be replaced by the old ones), nor with what it already holds.
+        state = services.state.chair_state(*chair_key(services, key))
+        effective = state.effective_limits if state else None
+        ts = effective.ts if effective else None
+        if ts == filled_from or pending_edit(state.limits_edit if state else None, effective) is not None:
+            return no_update, no_update, no_update
+        return limits_form(effective), effective is None, ts
 
     @app.callback(
         Output("limits-feedback", "children"), Input("limits-save", "n_clicks"),
@@ -243,14 +328,19 @@ def register(app: Dash, services: Services) -> None:
             ident = spec["id"]
             raw.setdefault(ident["vital"], {})[ident["name"]] = value
         try:
-            checked = limits_mod.validate(raw)
-        except limits_mod.LimitsError as exc:
+            checked = validate(raw)
+        except LimitsError as exc:
             return f"Not saved: {exc}"
         site, chair = chair_key(services, key)
-        payload = limits_mod.to_payload(checked, who.user, now_ms())
+        state = services.state.chair_state(site, chair)
+        edit = admin_layer(checked, state.effective_limits if state else None)
+        if not edit:
+            return "Nothing changed: these are the limits the alarm engine enforces."
+        payload = AdminEdit(edit, who.user, now_ms()).to_payload()
         if services.feed is None or not services.feed.publish_limits(site, chair, payload):
             return "Not saved: the broker did not take the new limits."
-        stored = services.audit("alarm_limits", who.user, json.dumps(checked, sort_keys=True), site=site, chair=chair)
+        stored = services.audit("alarm_limits", who.user, json.dumps(edit, sort_keys=True), site=site, chair=chair)
         log.info("alarm limits of %s/%s changed by %s", site, chair, who.user)
-        return ("Saved and published." if stored else
-                "Published, but the audit record could not be stored (store unavailable); it is in the log.")
+        pending = " The chart shows them once the alarm engine has applied them."
+        return ("Saved and published." + pending if stored else
+                "Published, but the audit record could not be stored (store unavailable); it is in the log." + pending)

@@ -2,7 +2,8 @@
 
 Inputs: readings (event time: their own ``ts_ms``), sessions, device status, acknowledgement commands
 and ``tick(now_ms)``, the only source of wall-clock time. Every call returns the alarm events it caused;
-``take_changed()`` names the chairs whose active-alarm list changed, and ``active()`` returns that list.
+``take_changed()`` names the chairs whose active-alarm list changed, and ``active()`` returns that list;
+``take_limits_changed()`` names those whose limits may have changed, and ``effective_limits()`` returns them.
 
 Semantics (docs/alarm-rules.md says the same for people):
 - A rule is met when its condition held on every reading of its vital for its delay, measured on the
@@ -34,7 +35,7 @@ from typing import Any
 from vitals.reading import LABELS, UNITS, Reading
 from vitals.records import PRIORITY_RANK, AckCommand, ActiveAlarm, AlarmEvent, Session
 
-from .rules import CUFF_RULE_VITALS, Rule, RuleBook, holds
+from .rules import CUFF_RULE_VITALS, Rule, RuleBook, effective_limits, holds
 
 STATE_VERSION = 1
 TECH_TEXT: Mapping[str, str] = {
@@ -139,6 +140,10 @@ class AlarmEngine:
         self.book = book
         self.config = config or EngineConfig()
         self._file_chairs = dict(book.chair_overrides)  # chair overrides of the rules file, under the dashboard's
+        self._admin: dict[tuple[str, str], Mapping[str, Mapping[str, Any]]] = {}  # the dashboard's, per chair
+        # Chairs whose effective limits may have changed (new chair, session, baseline, admin edit) since the
+        # service last asked (take_limits_changed): it republishes those whose limits did change.
+        self._limits_changed: set[tuple[str, str]] = set()
         self._chairs: dict[tuple[str, str], _Chair] = {}
         # Chairs changed since their JSON was last made, and that JSON: the ingest saves the state before each
         # acknowledgement round (5 a second), so only changed chairs are serialised again (to_state_text).
@@ -163,6 +168,7 @@ class AlarmEngine:
         old = chair.session
         new_session = old is None or old.session_id != session.session_id or old.started_at != session.started_at
         chair.session = session
+        self._limits_changed.add((session.site, session.chair))  # the session layer and the baseline may change
         if session.state == "active":
             if new_session:
                 chair.baseline_sys = session.baseline_sys
@@ -264,6 +270,18 @@ class AlarmEngine:
         self._changed.clear()
         return changed
 
+    def take_limits_changed(self) -> list[tuple[str, str]]:
+        """Return (site, chair) of every chair whose effective limits may have changed since the last call."""
+        changed = sorted(self._limits_changed)
+        self._limits_changed.clear()
+        return changed
+
+    def effective_limits(self, site: str, chair_id: str) -> dict[str, Any]:
+        """Return the limits the engine enforces for a chair now (rules.effective_limits)."""
+        chair = self._chairs.get((site, chair_id))
+        return effective_limits(self.book, site, chair_id, chair.session_id if chair else None,
+                                chair.baseline_sys if chair else None, self._admin.get((site, chair_id)))
+
     def chairs(self) -> list[tuple[str, str]]:
         """Return every (site, chair) the engine knows."""
         return sorted(self._chairs)
@@ -296,7 +314,12 @@ class AlarmEngine:
         else:
             chairs.pop((site, chair_id), None)
         self.book = replace(self.book, chair_overrides=MappingProxyType(chairs), _cache={})
+        if overrides:
+            self._admin[(site, chair_id)] = {rid: dict(fields) for rid, fields in overrides.items()}
+        else:
+            self._admin.pop((site, chair_id), None)
         self._touched.add((site, chair_id))
+        self._limits_changed.add((site, chair_id))
 
     def to_state(self) -> dict[str, Any]:
         """Return the whole state as JSON-able data (see load_state); a snapshot sharing nothing mutable."""
@@ -328,6 +351,7 @@ class AlarmEngine:
         self._chairs = chairs
         self._changed = set(chairs)
         self._touched = set(chairs)
+        self._limits_changed = set(chairs)
         self._json = {}
 
     # -- internals ------------------------------------------------------------------------------------------
@@ -337,6 +361,7 @@ class AlarmEngine:
         chair = self._chairs.get((site, chair_id))
         if chair is None:
             chair = self._chairs[(site, chair_id)] = _Chair(site, chair_id)
+            self._limits_changed.add((site, chair_id))
         return chair
 
     def _reading(self, reading: Reading, events: list[AlarmEvent]) -> None:
@@ -352,6 +377,7 @@ class AlarmEngine:
         if (reading.sys is not None and chair.session_active and chair.baseline_sys is None
                 and session is not None and ts >= session.started_at):
             chair.baseline_sys = reading.sys
+            self._limits_changed.add((chair.site, chair.chair))  # the baseline rule now has a limit
         gap_ms = self.book.gap_ms
         for key, group in self.book.groups_for(chair.site, chair.chair, chair.session_id):
             vital = group[0].vital

@@ -33,6 +33,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from vitals.limits import LIMIT_NAMES, LIMIT_VITALS, limit_name
 from vitals.reading import LABELS, PLAUSIBLE, UNITS
 from vitals.records import PRIORITIES, PRIORITY_RANK
 from vitals.topics import TopicError, check_id
@@ -125,6 +126,7 @@ class RuleBook:
     site_overrides: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
     chair_overrides: Mapping[tuple[str, str], Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
     session_overrides: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
+    file_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # the file's [rules], for sources
     source: str = "default_rules.toml"
     _cache: dict[tuple[str, str, str | None], tuple[tuple[str, tuple[Rule, ...]], ...]] = field(
         default_factory=dict, repr=False, compare=False
@@ -171,6 +173,47 @@ class RuleBook:
                     if rule.key == key and "priority" in layer.get(rule.id, {}):
                         found.add(layer[rule.id]["priority"])
         return frozenset(found)
+
+
+def effective_limits(book: RuleBook, site: str, chair: str, session_id: str | None = None,
+                     baseline_sys: float | None = None,
+                     admin: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """Return what the engine enforces for a chair: ``{"limits", "rules", "session_id"}`` (vitals.limits shapes).
+
+    The values are the engine's own (``book.rules_for``, which the engine evaluates); the ``source`` of each
+    limit is the strongest layer that set it. ``admin`` is the part of the book's chair level that came from an
+    admin's edit (the rest of that level is the rules file's chair table).
+    """
+    admin = admin or {}
+    file_chair = book.chair_overrides.get((site, chair), {})
+    layers: list[tuple[str, Mapping[str, Mapping[str, Any]]]] = [
+        ("file", book.file_overrides), ("site", book.site_overrides.get(site, {})),
+        ("chair", {rid: {k: v for k, v in fields.items() if k not in admin.get(rid, {})}
+                   for rid, fields in file_chair.items()}),
+        ("admin", admin),
+    ]
+    if session_id is not None:
+        layers.append(("session", book.session_overrides.get(session_id, {})))
+    limits: dict[str, dict[str, float]] = {}
+    rules: dict[str, dict[str, Any]] = {}
+    for rule in book.rules_for(site, chair, session_id):
+        field_name = "limit" if rule.baseline_pct is None else "baseline_pct"
+        source = "default"
+        for layer, overrides in layers:
+            if field_name in overrides.get(rule.id, {}):
+                source = layer
+        limit = rule.limit_for(baseline_sys)
+        entry: dict[str, Any] = {"vital": rule.vital, "limit": limit, "priority": rule.priority,
+                                 "delay_s": rule.delay_s, "source": source}
+        if rule.baseline_pct is not None:
+            entry["baseline_pct"] = rule.baseline_pct
+            entry["baseline_sys"] = baseline_sys
+        rules[rule.id] = entry
+        name = limit_name(rule.id, rule.vital)
+        if name is not None and rule.baseline_pct is None and limit is not None:
+            limits.setdefault(rule.vital, {})[name] = limit
+    ordered = {v: {n: limits[v][n] for n in LIMIT_NAMES if n in limits[v]} for v in LIMIT_VITALS if v in limits}
+    return {"limits": ordered, "rules": rules, "session_id": session_id}
 
 
 # -- loading ---------------------------------------------------------------------------------------------
@@ -357,6 +400,7 @@ def apply_overrides(book: RuleBook, text: str, source: str) -> RuleBook:
         into: dict[str, Any] = {"hysteresis": dict(book.hysteresis), "technical": dict(book.technical)}
         _scalars(doc, "", into)
         rules = list(book.rules)
+        changes: dict[str, dict[str, Any]] = {}
         if "rules" in doc:
             changes = _parse_overrides(doc["rules"], "rules", by_id)
             rules = [replace(r, **changes[r.id]) if r.id in changes else r for r in rules]
@@ -390,7 +434,8 @@ def apply_overrides(book: RuleBook, text: str, source: str) -> RuleBook:
     return replace(
         book, rules=tuple(rules), hysteresis=MappingProxyType(margins), technical=MappingProxyType(technical),
         site_overrides=MappingProxyType(sites), chair_overrides=MappingProxyType(chairs),
-        session_overrides=MappingProxyType(sessions), source=f"{book.source} + {source}", _cache={}, **into,
+        session_overrides=MappingProxyType(sessions), file_overrides=MappingProxyType(changes),
+        source=f"{book.source} + {source}", _cache={}, **into,
     )
 
 

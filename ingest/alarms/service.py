@@ -3,7 +3,9 @@
 ``IngestService`` builds it as ``AlarmService(settings, topics, publish=..., record=...)`` and calls the
 ``on_*`` methods from the paho network thread. Every event is published on ``{prefix}/{site}/alarms/events``
 (QoS 1), handed to ``record`` for the store, and to the notifier; a chair whose alarm list changed gets its
-retained ``{prefix}/{site}/chair/{chair}/alarms`` array republished. The state is saved in
+retained ``{prefix}/{site}/chair/{chair}/alarms`` array republished; a chair whose effective limits changed
+(first seen, restored at start, a session, its baseline, an admin's edit) gets them republished, retained, on
+``{prefix}/{site}/chair/{chair}/effective_limits``: the one place screens take limits from. The state is saved in
 ``{data_dir}/alarm_state.json`` before the ingest acknowledges messages the engine evaluated (the writer's
 checkpoint, coalesced), every few seconds for wall-clock changes, and on stop. With it goes the outbox: events
 published but not yet durable in the store or spool. So after a crash the engine has seen every acknowledged
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest.origin import Origin, decide, enforce, set_aside
+from vitals.limits import EffectiveLimits, edit_meta
 from vitals.reading import Reading, format_ts
 from vitals.records import AckCommand, AlarmEvent, AuditRecord, Session
 from vitals.settings import Settings
@@ -73,6 +76,10 @@ class AlarmService:
         self.events_published = 0
         # Events handed to the store writer and not yet durable, keyed as the store keys them.
         self._outbox: dict[tuple[str, str, str, int], AlarmEvent] = {}
+        # Effective limits: the last published per chair (without its ts, to publish only on change), and the
+        # admin edit each chair last had (who, when, applied or refused) from its retained .../limits.
+        self._limits_sent: dict[tuple[str, str], dict[str, Any]] = {}
+        self._admin_edit: dict[tuple[str, str], dict[str, Any]] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
@@ -139,16 +146,32 @@ class AlarmService:
         payload (the retained message cleared) returns the chair to the site's rules.
         """
         overrides: dict[str, dict[str, Any]] = {}
+        edit: dict[str, Any] | None = None
         if payload:
             try:
                 doc = json.loads(payload)
             except (ValueError, RecursionError):
                 raise RulesError("limits payload is not JSON") from None
-            if not isinstance(doc, dict) or not isinstance(doc.get("rules"), dict):
-                raise RulesError("limits payload needs a 'rules' object of rule overrides")
-            overrides = chair_overrides(self.book, site, doc["rules"], f"limits of {site}/{chair}")
+            if isinstance(doc, dict):
+                user, ts = edit_meta(doc)
+                edit = {"user": user, "ts": ts, "status": "applied"}
+            try:
+                if not isinstance(doc, dict) or not isinstance(doc.get("rules"), dict):
+                    raise RulesError("limits payload needs a 'rules' object of rule overrides")
+                overrides = chair_overrides(self.book, site, doc["rules"], f"limits of {site}/{chair}")
+            except RulesError as exc:
+                if edit is not None:  # say so on effective_limits too: the chair keeps its previous limits
+                    with self._lock:
+                        self._admin_edit[(site, chair)] = {**edit, "status": "refused", "reason": str(exc)[:300]}
+                        self._publish_limits([(site, chair)])
+                raise
         with self._lock:
             self.engine.set_chair_overrides(site, chair, overrides)
+            if edit is None:
+                self._admin_edit.pop((site, chair), None)
+            else:
+                self._admin_edit[(site, chair)] = edit
+            self._publish_limits()
             self._dirty = True
         log.info("alarm limits of %s/%s: %s", site, chair,
                  ", ".join(f"{rid} {fields}" for rid, fields in overrides.items()) or "site defaults")
@@ -175,6 +198,19 @@ class AlarmService:
         if events or audit:
             self._record_durably(list(events), list(audit or []))
             self._dirty = True
+        self._publish_limits()
+
+    def _publish_limits(self, also: list[tuple[str, str]] | None = None) -> None:
+        """Publish, retained, the effective limits of chairs whose limits changed. Call with the lock held."""
+        for site, chair in [*self.engine.take_limits_changed(), *(also or [])]:
+            found = self.engine.effective_limits(site, chair)
+            found["admin"] = self._admin_edit.get((site, chair))
+            if self._limits_sent.get((site, chair)) == found:
+                continue
+            self._limits_sent[(site, chair)] = found
+            doc = EffectiveLimits(site, chair, self._clock(), found["limits"], found["rules"], found["session_id"],
+                                  found["admin"])
+            self._publish(self.topics.effective_limits(site, chair), doc.to_payload(), 1, True)
 
     def _publish_event(self, event: AlarmEvent) -> None:
         """Publish one event on its site's events topic (QoS 1, not retained)."""

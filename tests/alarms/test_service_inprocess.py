@@ -188,12 +188,12 @@ def test_ticker_raises_no_data_on_the_wall_clock(tmp_path: Path) -> None:
 def test_a_chairs_limits_from_the_dashboard_change_its_alarms_and_bad_ones_are_refused(tmp_path: Path) -> None:
     import pytest
 
-    from dashboard.limits import to_payload
     from ingest.alarms.rules import RulesError
+    from vitals.limits import AdminEdit
 
     service, out = make(tmp_path)
     try:
-        payload = to_payload({"hr": {"high_medium": 130.0}}, "admin.ana", 0).encode()
+        payload = AdminEdit({"hr": {"high_medium": 130.0}}, "admin.ana", 0).to_payload().encode()
         service.on_limits(SITE, CHAIR, payload)
         service.on_readings(series("hr", [125.0] * 20))  # above the default 120, below this chair's 130
         assert out.on(TOPICS.alarm_events(SITE)) == []

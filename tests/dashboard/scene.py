@@ -1,4 +1,8 @@
-"""A representative clinic for browser tests and screenshots: live chairs, alarms, no data, offline."""
+"""A representative clinic for browser tests and screenshots: live chairs, alarms, no data, offline.
+
+It publishes, retained, what the ingest would (alarm lists, effective limits under the shipped rules), so the
+dashboard can be tested and pictured without an alarm engine running.
+"""
 
 from __future__ import annotations
 
@@ -57,7 +61,16 @@ def publish_scene(client, site: str, chairs: int = 12, history_s: int = 0) -> di
                                 acknowledged_by="nurse.kim")]
     for chair, items in alarms.items():
         client.publish(TOPICS.alarms(site, chair), json.dumps(items), qos=1, retain=True)
+        client.publish(TOPICS.effective_limits(site, chair), shipped_limits(site, chair, now), qos=1, retain=True)
     return alarms
+
+
+def shipped_limits(site: str, chair: str, ts: int) -> bytes:
+    """Return the effective-limits payload the alarm engine publishes for a chair under the shipped rules."""
+    from ingest.alarms.rules import effective_limits, load_rules
+    from vitals.limits import EffectiveLimits
+
+    return EffectiveLimits(site, chair, ts, **effective_limits(load_rules(), site, chair)).to_payload()
 
 
 def publish_live(client, site: str, chairs: int, skip: tuple[str, ...] = ()) -> None:  # type: ignore[no-untyped-def]
@@ -117,3 +130,19 @@ def seed_store(store_url: str, site: str, chairs: int = 12, minutes: int = 40, e
         ])
     finally:
         store.close()
+
+
+# The chair view's trend callback as the page calls it (tests post this to /_dash-update-component).
+CHAIR_TREND_OUTPUTS = (("chair-trend", "figure"), ("chair-session", "children"), ("chair-alarm-history", "children"),
+                       ("chair-export", "href"), ("chair-history-note", "children"), ("chair-limits-note", "children"))
+
+
+def chair_trend_request(site: str, chair: str, choice: str = "1h") -> dict:
+    """Return the request body of the chair view's trend callback for a chair and a range."""
+    return {"output": ".." + "...".join(f"{i}.{p}" for i, p in CHAIR_TREND_OUTPUTS) + "..",
+            "outputs": [{"id": i, "property": p} for i, p in CHAIR_TREND_OUTPUTS],
+            "inputs": [{"id": "chair-range", "property": "value", "value": choice},
+                       {"id": "chair-trend-tick", "property": "n_intervals", "value": 0},
+                       {"id": "chair-limits-version", "property": "data", "value": None}],
+            "state": [{"id": "chair-key", "property": "data", "value": {"site": site, "chair": chair}}],
+            "changedPropIds": ["chair-range.value"]}

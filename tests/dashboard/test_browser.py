@@ -234,7 +234,8 @@ def test_screenshots(browser, mosquitto, publisher, site, tmp_path) -> None:  # 
         dashboard.stop()
         for i in range(chairs):
             chair = f"c-{i + 1:02d}"
-            for topic in (TOPICS.alarms(site, chair), TOPICS.session(site, chair), TOPICS.status(site, chair)):
+            for topic in (TOPICS.alarms(site, chair), TOPICS.session(site, chair), TOPICS.status(site, chair),
+                          TOPICS.effective_limits(site, chair)):
                 publisher.publish(topic, "", qos=1, retain=True)
     assert (out / "overview-desktop.png").stat().st_size > 10_000
 
@@ -266,35 +267,114 @@ def test_expired_session_says_so_on_the_station(browser, dashboard) -> None:  # 
     assert "/login?next=" in page.url
 
 
-def test_admin_edits_limits_in_the_chair_view(browser, mosquitto, publisher, site, tmp_path) -> None:  # type: ignore[no-untyped-def]
+SPO2_LIMITS_JS = """() => {
+    const plot = document.querySelector('#chair-trend .js-plotly-plot');
+    if (!plot || !plot.layout) return null;
+    const lines = (plot.layout.shapes || []).filter(s => s.yref === 'y2' && s.y0 === s.y1).map(s => s.y0);
+    const labels = (plot.layout.annotations || []).filter(a => a.yref === 'y2').map(a => a.text);
+    return {lines: lines.sort((a, b) => a - b), labels: labels.sort()};
+}"""
+
+
+def spo2_limits(page, wanted: list[float], timeout: float = 40.0) -> dict:  # type: ignore[no-untyped-def]
+    """Wait until the SpO2 panel of the chair view's Plotly figure draws ``wanted``; return its lines and labels."""
+    deadline = time.monotonic() + timeout
+    found = None
+    while time.monotonic() < deadline:
+        found = page.evaluate(SPO2_LIMITS_JS)
+        if found and found["lines"] == wanted:
+            return found
+        time.sleep(0.25)
+    raise AssertionError(f"the SpO2 panel draws {found}, not {wanted}")
+
+
+def test_the_chair_view_draws_the_limits_the_engine_enforces(browser, mosquitto, publisher, site, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The real ingest with a rules file setting SpO2 low-medium to 88: the chart draws 88, never the shipped 90;
+    an admin's edit in the form is drawn once the engine has applied and published it."""
+    from tests.servers import IngestProcess
+
+    rules = tmp_path / "rules.toml"
+    rules.write_text("[rules.spo2-low-medium]\nlimit = 88\n")
     users = tmp_path / "users.json"
     UsersFile(users).add("admin.lee", "admin", PASSWORD)
     store_url = f"sqlite:///{tmp_path / 'vitals.db'}"
+    ingest = IngestProcess(tmp_path / "ingest", mosquitto.url, store_url, "--site", site,
+                           env={"INFUSION_ALARM_RULES_FILE": str(rules)})
+    ingest.start()
     dashboard = serve(FixedSettings(mqtt_url=mosquitto.url, store_url=store_url, dashboard_port=free_port(), site=site,
-                                      dashboard_users_file=users, data_dir=tmp_path))
-    collector = MqttCollector(mosquitto.url, f"clinic/{site}/chair/+/limits")
+                                    dashboard_users_file=users, data_dir=tmp_path))
     try:
-        publisher.publish(TOPICS.vitals(site, "c-01"), json.dumps({"ts": now_ms(), "hr": 70}), qos=1)
+        time.sleep(0.5)  # the ingest subscribes right after connecting
+        now = now_ms()
+        publisher.publish(TOPICS.session(site, "c-01"), session_payload("c-01", now - 10 * 60_000), qos=1, retain=True)
+        for k in range(120, 0, -1):
+            publisher.publish(TOPICS.vitals(site, "c-01"), json.dumps(
+                {"ts": now - k * 1000, "hr": 74 + k % 5, "spo2": 91 - (k // 40), "rr": 14}), qos=1)
         page = browser.new_page(viewport=SCREENS["desktop"])
+        errors: list[str] = []
+        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
         page.goto(dashboard.url + f"/chair/{site}/c-01")
         page.fill("#username", "admin.lee")
         page.fill("#password", PASSWORD)
         page.click("#login-submit")
-        field = page.locator("#limits-panel input").first  # HR, high alarm below
+        page.wait_for_selector("#chair-trend .js-plotly-plot", timeout=20_000)
+        drawn = spo2_limits(page, [85, 88])
+        assert drawn["labels"] == ["85", "88"]  # the rules file's 88, not the shipped 90
+        page.wait_for_selector("#limits-published", timeout=20_000)
+        time.sleep(1.0)
+        page.screenshot(path=str(screenshot_dir(tmp_path) / "chair-limits-88.png"), full_page=True)
+
+        # The admin's form holds the engine's values, with where each came from.
+        page.reload()
+        field = page.locator('#limits-panel input[id*="spo2"][id*="low_medium"]')
         field.wait_for(timeout=20_000)
-        field.fill("35")
+        assert field.input_value() == "88"
+        assert "file" in field.locator("xpath=ancestor::td").inner_text()
+        field.fill("87")
         field.press("Enter")
         page.click("#limits-save")
         page.wait_for_function("() => document.querySelector('#limits-feedback').innerText.includes('Saved')",
                                timeout=10_000)
-        assert collector.wait_for(lambda c: c.payloads("/c-01/limits"), timeout=10)
-        doc = json.loads(collector.payloads("/c-01/limits")[0])
-        assert doc["limits"]["hr"]["low_high"] == 35.0 and doc["user"] == "admin.lee"
+        drawn = spo2_limits(page, [85, 87])  # drawn once the engine applied it and published it
+        assert drawn["labels"] == ["85", "87"]
+        assert not page.locator("#limits-pending").count()
+        # The form is refilled from what the engine published: the value is now the admin's, without a reload.
+        page.wait_for_function("() => [...document.querySelectorAll('#limits-form td')].some("
+                               "td => td.querySelector('input[id*=\"low_medium\"][id*=\"spo2\"]') "
+                               "&& td.innerText.includes('admin'))", timeout=10_000)
+
+        # With the engine away, an edit is shown as pending and the chart keeps what the engine enforces.
+        ingest.stop()
+        page.reload()
+        field.wait_for(timeout=20_000)
+        field.fill("86")
+        field.press("Enter")
+        page.click("#limits-save")
+        page.wait_for_selector("#limits-pending", timeout=10_000)
+        assert "not yet applied by the alarm engine" in page.locator("#limits-pending").inner_text()
+        assert spo2_limits(page, [85, 87])["labels"] == ["85", "87"]
+        page.evaluate("() => window.scrollTo(0, 0)")
+        page.screenshot(path=str(screenshot_dir(tmp_path) / "chair-limits-pending.png"))
+        ingest.start()  # restored, it applies the retained edit and publishes it: now it is drawn
+        assert spo2_limits(page, [85, 86])["labels"] == ["85", "86"]
+        page.wait_for_selector("#limits-pending", state="detached", timeout=10_000)
         from vitals.store import open_store
 
         records = open_store(store_url).audit(site)
-        assert [(r.action, r.chair) for r in records if r.action == "alarm_limits"] == [("alarm_limits", "c-01")]
+        assert [(r.action, r.chair) for r in records if r.action == "alarm_limits"] == [("alarm_limits", "c-01")] * 2
+
+        # A chair the engine has not published limits for: no line, and the view says why.
+        page.goto(dashboard.url + f"/chair/{site}/c-09")
+        page.wait_for_selector("#limits-not-published", timeout=20_000)
+        assert "not yet published by the alarm engine" in page.locator("#limits-not-published").inner_text()
+        page.wait_for_selector("#chair-trend .js-plotly-plot", timeout=20_000)
+        assert page.evaluate(SPO2_LIMITS_JS)["lines"] == []
+        assert "form opens when it has" in page.locator("#limits-form").inner_text()
+        assert page.locator("#limits-save").is_disabled()
+        assert errors == []
     finally:
-        collector.close()
-        publisher.publish(f"clinic/{site}/chair/c-01/limits", "", qos=1, retain=True)
         dashboard.stop()
+        ingest.stop()
+        for topic in (f"clinic/{site}/chair/c-01/limits", TOPICS.session(site, "c-01"),
+                      f"clinic/{site}/chair/c-01/effective_limits", TOPICS.alarms(site, "c-01")):
+            publisher.publish(topic, "", qos=1, retain=True)

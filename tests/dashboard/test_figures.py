@@ -5,11 +5,13 @@ from __future__ import annotations
 from urllib.parse import unquote
 
 from dashboard.figures import PRIORITY_COLOURS, label, sparkline_svg, svg_data_uri, trend_figure
-from dashboard.limits import DEFAULT_LIMITS
+from ingest.alarms.rules import effective_limits, load_rules
+from vitals.limits import EffectiveLimits
 from vitals.records import AlarmEvent, Session
 from vitals.store import Series
 
 T0 = 1_795_568_400_000
+SHIPPED = EffectiveLimits("north", "c-01", T0, **effective_limits(load_rules(), "north", "c-01"))
 WINDOW = 15 * 60_000
 
 
@@ -43,7 +45,7 @@ def test_trend_figure_has_limits_events_and_sessions() -> None:
               AlarmEvent("a1", "north", "c-01", "spo2", "physiological", "high", "acknowledged", None, None,
                          T0 + 180_000, user="nurse.kim")]
     sessions = [Session("north", "c-01", "S", "ended", T0, ended_at=T0 + 540_000)]
-    fig = trend_figure(series, DEFAULT_LIMITS, events, sessions, T0, T0 + 600_000)
+    fig = trend_figure(series, SHIPPED, events, sessions, T0, T0 + 600_000)
     shapes = fig.layout.shapes
     hlines = [s for s in shapes if s.y0 == s.y1 and str(s.xref).endswith("domain")]
     assert {(round(s.y0), s.yref) for s in hlines} >= {(40, "y"), (140, "y"), (85, "y2"), (90, "y2"), (8, "y3"),
@@ -59,7 +61,7 @@ def test_trend_figure_has_limits_events_and_sessions() -> None:
 
 
 def test_trend_figure_with_no_data_is_still_a_figure() -> None:
-    fig = trend_figure(Series(0), DEFAULT_LIMITS)
+    fig = trend_figure(Series(0), SHIPPED)
     assert len(fig.data) == 0 and fig.layout.template.layout.paper_bgcolor
 
 
@@ -69,7 +71,19 @@ def test_texts_from_mqtt_and_the_store_reach_plotly_labels_escaped() -> None:
                          text="HR <b>150</b>"),
               AlarmEvent("a1", "north", "c-01", "hr", "physiological", "high", "acknowledged", None, None, T0 + 1000,
                          user="<a href=x>n</a>")]
-    fig = trend_figure(Series(0), DEFAULT_LIMITS, events, (), T0, T0 + 60_000)
+    published = EffectiveLimits("north", "c-01", T0, {"hr": {"high_high": 140.0}},
+                                {"hr-high-high": {"vital": "hr", "limit": 140.0, "priority": "high"}})
+    fig = trend_figure(Series(0), published, events, (), T0, T0 + 60_000)
     texts = [t for trace in fig.data if trace.text is not None for t in trace.text]
     assert texts == ["raised high: HR &lt;b&gt;150&lt;/b&gt;", "acknowledged high: hr by &lt;a href=x&gt;n&lt;/a&gt;"]
     assert all("<" not in a.text for a in fig.layout.annotations if a.text)
+
+
+def test_trend_figure_draws_only_published_limits_in_their_engine_priority() -> None:
+    assert trend_figure(Series(0), None).layout.shapes == ()  # nothing published: no lines, never a default guess
+    overridden = EffectiveLimits("north", "c-01", T0, {"spo2": {"low_medium": 88.0}},
+                                 {"spo2-low-medium": {"vital": "spo2", "limit": 88.0, "priority": "high"}})
+    fig = trend_figure(Series(0), overridden)
+    [line] = fig.layout.shapes
+    assert (line.y0, line.yref, line.line.color) == (88.0, "y2", PRIORITY_COLOURS["high"])
+    assert [a.text for a in fig.layout.annotations if a.text == "88"] == ["88"]

@@ -15,7 +15,7 @@ from dashboard.bench import overview_refresh
 from dashboard.history import History, HistoryUnavailable
 from dashboard.live import LiveState
 from dashboard.services import Services
-from tests.dashboard.scene import now_ms, seed_store
+from tests.dashboard.scene import chair_trend_request, now_ms, seed_store
 from vitals.settings import FixedSettings
 from vitals.store import open_store
 
@@ -54,15 +54,7 @@ def test_backfill_fills_the_sparkline(services: Services, site: str) -> None:
 
 def test_chair_view_callback_draws_trends_events_and_history(services: Services, site: str) -> None:
     client = create_app(services).server.test_client()
-    body = {"output": "..chair-trend.figure...chair-session.children...chair-alarm-history.children..."
-                      "chair-export.href...chair-history-note.children..",
-            "outputs": [{"id": i, "property": p} for i, p in (("chair-trend", "figure"), ("chair-session", "children"),
-                        ("chair-alarm-history", "children"), ("chair-export", "href"), ("chair-history-note", "children"))],
-            "inputs": [{"id": "chair-range", "property": "value", "value": "1h"},
-                       {"id": "chair-trend-tick", "property": "n_intervals", "value": 0}],
-            "state": [{"id": "chair-key", "property": "data", "value": {"site": site, "chair": "c-02"}}],
-            "changedPropIds": ["chair-range.value"]}
-    response = client.post("/_dash-update-component", json=body)
+    response = client.post("/_dash-update-component", json=chair_trend_request(site, "c-02"))
     assert response.status_code == 200
     out = json.loads(response.data)["response"]
     traces = out["chair-trend"]["figure"]["data"]

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from dashboard import limits
 from dashboard.app import create_app
 from dashboard.auth import CSRF_COOKIE, UsersFile
 from dashboard.services import Services
+from dashboard.state import pending_edit
+from tests.dashboard.scene import chair_trend_request
 from tests.servers import Mosquitto, MqttCollector
+from vitals.limits import AdminEdit, EffectiveLimits, LimitsError, validate
 from vitals.settings import FixedSettings
 from vitals.topics import Topics
 
@@ -20,7 +22,7 @@ PASSWORD = "limits password 1"
 
 
 def test_validate_accepts_rising_limits_within_bounds() -> None:
-    assert limits.validate({"hr": {"low_high": 35, "high_high": 150}}) == {"hr": {"low_high": 35.0, "high_high": 150.0}}
+    assert validate({"hr": {"low_high": 35, "high_high": 150}}) == {"hr": {"low_high": 35.0, "high_high": 150.0}}
 
 
 @pytest.mark.parametrize(("value", "message"), [
@@ -34,18 +36,77 @@ def test_validate_accepts_rising_limits_within_bounds() -> None:
     ([], "object"),
 ])
 def test_validate_refuses_with_a_reason(value: object, message: str) -> None:
-    with pytest.raises(limits.LimitsError, match=message):
-        limits.validate(value)  # type: ignore[arg-type]
+    with pytest.raises(LimitsError, match=message):
+        validate(value)  # type: ignore[arg-type]
 
 
-def test_payload_round_trip_and_effective_defaults() -> None:
-    payload = limits.to_payload({"spo2": {"low_high": 88.0}}, "admin.lee", 1)
-    parsed = limits.parse_payload(payload)
-    assert parsed == {"spo2": {"low_high": 88.0}}
-    merged = limits.effective(parsed)
-    assert merged["spo2"] == {"low_high": 88.0, "low_medium": 90} and merged["hr"] == limits.DEFAULT_LIMITS["hr"]
-    assert limits.limits_topic(Topics(), "north", "c-01") == "clinic/north/chair/c-01/limits"
-    assert json.loads(payload)["rules"] == {"spo2-low-high": {"limit": 88.0}}  # the alarm engine's rule ids
+def test_admin_edit_round_trip_names_the_engines_rules() -> None:
+    edit = AdminEdit({"spo2": {"low_high": 88.0}}, "admin.lee", 1)
+    assert AdminEdit.from_payload(edit.to_payload()) == edit
+    assert json.loads(edit.to_payload())["rules"] == {"spo2-low-high": {"limit": 88.0}}  # the alarm engine's rule ids
+    assert Topics().limits("north", "c-01") == "clinic/north/chair/c-01/limits"
+    assert Topics().effective_limits("north", "c-01") == "clinic/north/chair/c-01/effective_limits"
+    with pytest.raises(LimitsError, match="not JSON"):
+        AdminEdit.from_payload(b"{")
+
+
+def effective(admin: dict | None = None, **limits: dict[str, float]) -> EffectiveLimits:
+    """Return effective limits of north/c-01."""
+    return EffectiveLimits("north", "c-01", 5, limits, {}, None, admin)
+
+
+def test_effective_limits_round_trip_and_refusals() -> None:
+    doc = effective({"user": "admin.lee", "ts": 4, "status": "applied"}, spo2={"low_high": 85.0, "low_medium": 88.0})
+    assert EffectiveLimits.from_payload("north", "c-01", doc.to_payload()) == doc
+    # What the engine enforces is drawn as it is, even when a rules file made it odd (not rising).
+    odd = effective(spo2={"low_high": 91.0, "low_medium": 88.0})
+    assert EffectiveLimits.from_payload("north", "c-01", odd.to_payload()).limits["spo2"]["low_high"] == 91.0
+    for payload, message in ((doc.to_payload(), "not the topic's north/c-02"),
+                             (b'{"site": "north", "chair": "c-02", "limits": {}}', "ts is missing"),
+                             (b'{"site": "north", "chair": "c-02", "ts": 1, "limits": {"hr": {"low_high": "x"}}}',
+                              "not a number"),
+                             (b"[]", "JSON object")):
+        with pytest.raises(LimitsError, match=message):
+            EffectiveLimits.from_payload("north", "c-02", payload)
+
+
+def test_an_edit_is_pending_until_the_engine_publishes_it_taken() -> None:
+    edit = AdminEdit({"spo2": {"low_medium": 88.0}}, "admin.lee", 7)
+    assert pending_edit(edit, None) is edit
+    assert pending_edit(edit, effective(spo2={"low_medium": 90.0})) is edit
+    assert pending_edit(edit, effective({"user": "admin.lee", "ts": 6, "status": "applied"})) is edit  # an older one
+    assert pending_edit(edit, effective({"user": "admin.lee", "ts": 7, "status": "applied"})) is None
+    assert pending_edit(edit, effective({"user": "admin.lee", "ts": 7, "status": "refused"})) is None
+    assert pending_edit(None, effective()) is None
+    undated = AdminEdit({"spo2": {"low_medium": 88.0}})
+    assert pending_edit(undated, effective()) is undated
+    assert pending_edit(undated, effective({"user": None, "ts": None, "status": "applied"})) is None
+
+
+def test_a_saved_form_edits_only_what_changed_and_keeps_the_earlier_admin_values() -> None:
+    from dashboard.pages.chair import admin_layer
+
+    enforced = EffectiveLimits("north", "c-01", 5, {"spo2": {"low_high": 85.0, "low_medium": 88.0},
+                                                    "hr": {"low_high": 35.0, "high_high": 140.0}},
+                               {"spo2-low-medium": {"source": "file"}, "hr-low-high": {"source": "admin"}})
+    form = {"spo2": {"low_high": 85.0, "low_medium": 87.0}, "hr": {"low_high": 35.0, "high_high": 140.0}}
+    # The file's 88 becomes the admin's 87; the admin's earlier 35 stays theirs; the defaults stay defaults.
+    assert admin_layer(form, enforced) == {"spo2": {"low_medium": 87.0}, "hr": {"low_high": 35.0}}
+    assert admin_layer(form, None) == form  # nothing published: the whole form is the edit
+
+
+def test_unreadable_effective_limits_are_dropped_and_said_never_kept() -> None:
+    from dashboard.live import LiveState
+    from dashboard.pages.chair import limits_note
+
+    state = LiveState()
+    state.apply_effective_limits("north", "c-01", effective(spo2={"low_medium": 88.0}).to_payload())
+    assert state.chair_state("north", "c-01").effective_limits.limits == {"spo2": {"low_medium": 88.0}}  # type: ignore[union-attr]
+    state.apply_effective_limits("north", "c-01", b'{"site": "north", "chair": "c-01", "ts": 6, "limits": []}')
+    chair = state.chair_state("north", "c-01")
+    assert chair is not None and chair.effective_limits is None and "unreadable" in (chair.limits_error or "")
+    note = json.dumps([part.to_plotly_json() for part in limits_note(chair)], default=str)
+    assert "not yet published by the alarm engine" in note and "unreadable" in note
 
 
 def save_request(site: str, chair: str, values: dict[tuple[str, str], float]) -> dict:
@@ -92,9 +153,12 @@ def test_admin_saves_limits_retained_nurse_is_refused(mosquitto: Mosquitto, site
         doc = json.loads(payload)
         assert topic == f"clinic/{site}/chair/c-01/limits"
         assert doc["limits"] == {"spo2": {"low_high": 88.0, "low_medium": 92.0}} and doc["user"] == "admin.lee"
-        # Retained: the dashboard's own feed reads it back and draws it.
-        assert _wait(lambda: getattr(services.state.chair_state(site, "c-01"), "limits", None) is not None)
-        assert limits.effective(services.state.chair_state(site, "c-01").limits)["spo2"]["low_high"] == 88.0  # type: ignore[union-attr]
+        # Retained: the dashboard's own feed reads it back as a pending edit; with no engine, nothing is drawn.
+        assert _wait(lambda: getattr(services.state.chair_state(site, "c-01"), "limits_edit", None) is not None)
+        state = services.state.chair_state(site, "c-01")
+        assert state is not None and state.effective_limits is None
+        assert pending_edit(state.limits_edit, None) == AdminEdit({"spo2": {"low_high": 88.0, "low_medium": 92.0}},
+                                                                  "admin.lee", doc["ts"])
     finally:
         collector.close()
         services.feed.client.publish(f"clinic/{site}/chair/c-01/limits", "", qos=1, retain=True).wait_for_publish(5)  # type: ignore[union-attr]
@@ -108,3 +172,72 @@ def _wait(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-
             return True
         time.sleep(0.05)
     return bool(predicate())
+
+
+RULES_88 = "[rules.spo2-low-medium]\nlimit = 88\n"
+
+def chair_view(client, headers: dict, site: str, chair: str) -> tuple[list[float], str]:  # type: ignore[no-untyped-def]
+    """Ask the chair view's trend callback, as the page does; return the SpO2 panel's limit lines and the note."""
+    answer = client.post("/_dash-update-component", json=chair_trend_request(site, chair), headers=headers)
+    assert answer.status_code == 200, answer.get_data(as_text=True)[:500]
+    response = answer.get_json()["response"]
+    figure = response["chair-trend"]["figure"]
+    spo2 = sorted(s["y0"] for s in figure["layout"].get("shapes", []) if s.get("yref") == "y2" and s["y0"] == s["y1"])
+    return spo2, json.dumps(response["chair-limits-note"]["children"])
+
+
+@pytest.mark.integration
+def test_an_admin_edit_is_drawn_only_once_the_engine_has_applied_and_published_it(
+        mosquitto: Mosquitto, site: str, tmp_path: Path) -> None:
+    from tests.servers import IngestProcess, mosquitto_pub_lines
+
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES_88)
+    users = tmp_path / "users.json"
+    UsersFile(users).add("admin.lee", "admin", PASSWORD)
+    store_url = f"sqlite:///{tmp_path / 'vitals.db'}"
+    ingest = IngestProcess(tmp_path / "ingest", mosquitto.url, store_url, "--site", site,
+                           env={"INFUSION_ALARM_RULES_FILE": str(rules)})
+    services = Services(FixedSettings(mqtt_url=mosquitto.url, store_url=store_url, dashboard_users_file=users, site=site,
+                                      data_dir=tmp_path))
+    app = create_app(services)
+    services.start()
+    collector = MqttCollector(mosquitto.url, Topics().chair_filter("effective_limits", site))
+    topic = Topics().effective_limits(site, "c-01")
+    try:
+        admin, headers = signed_in(app, "admin.lee")
+        lines, note = chair_view(admin, headers, site, "c-01")
+        assert lines == [] and "not yet published by the alarm engine" in note  # nothing known: nothing drawn
+
+        ingest.start()
+        time.sleep(0.5)  # the ingest subscribes right after connecting
+        mosquitto_pub_lines(mosquitto.port, Topics().vitals(site, "c-01"),
+                            [json.dumps({"ts": int(time.time() * 1000), "hr": 72, "spo2": 97})])
+        assert _wait(lambda: getattr(services.state.chair_state(site, "c-01"), "effective_limits", None) is not None)
+        assert chair_view(admin, headers, site, "c-01")[0] == [85.0, 88.0]  # the rules file's 88, never the shipped 90
+
+        ingest.stop()  # the engine is away: an edit now cannot be applied
+        body = save_request(site, "c-01", {("spo2", "low_high"): 84, ("spo2", "low_medium"): 87})
+        assert "Saved" in admin.post("/_dash-update-component", json=body, headers=headers).get_data(as_text=True)
+        assert _wait(lambda: getattr(services.state.chair_state(site, "c-01"), "limits_edit", None) is not None)
+        lines, note = chair_view(admin, headers, site, "c-01")
+        assert lines == [85.0, 88.0] and "Pending" in note and "admin.lee" in note
+
+        ingest.start()  # restored, it publishes the chair's limits, then applies the retained edit and publishes that
+        edit = services.state.chair_state(site, "c-01").limits_edit  # type: ignore[union-attr]
+        assert _wait(lambda: services.state.chair_state(site, "c-01").effective_limits.admin_ts == edit.ts)  # type: ignore[union-attr]
+        lines, note = chair_view(admin, headers, site, "c-01")
+        assert lines == [84.0, 87.0] and "Pending" not in note
+        published = EffectiveLimits.from_payload(site, "c-01", collector.payloads(topic)[-1])
+        assert published.source("spo2", "low_medium") == "admin" and published.admin["user"] == "admin.lee"  # type: ignore[index]
+        late = MqttCollector(mosquitto.url, topic)  # retained: a screen that connects later gets them at once
+        try:
+            assert late.wait_for(lambda c: c.messages, timeout=10) and late.messages[-1][2] is True
+            assert EffectiveLimits.from_payload(site, "c-01", late.messages[-1][1]) == published
+        finally:
+            late.close()
+    finally:
+        collector.close()
+        ingest.stop()
+        services.feed.client.publish(Topics().limits(site, "c-01"), "", qos=1, retain=True).wait_for_publish(5)  # type: ignore[union-attr]
+        services.stop()

@@ -40,11 +40,6 @@ SERVICE = {user: SECRETS[var] for user, var in (("svc.ingest", "MQTT_INGEST_PASS
 BROKER_SECRETS = {k: SECRETS[k] for k in ("MQTT_INGEST_PASSWORD", "MQTT_DASHBOARD_PASSWORD", "MQTT_SIMULATOR_PASSWORD")}
 
 
-def effective_limits(site: str, chair: str) -> str:
-    """Return the retained topic on which the ingest publishes the limits its alarm engine enforces for a chair."""
-    return f"{T.prefix}/{site}/chair/{chair}/effective_limits"
-
-
 def add_device(devices_file: Path, chair: str, password: str) -> subprocess.CompletedProcess[str]:
     """Run deploy/add-device with the password on stdin."""
     return run_sh(DEPLOY / "add-device", chair, env={"DEVICES_FILE": str(devices_file), "PATH": "/usr/bin:/bin"},
@@ -109,7 +104,7 @@ def test_a_device_publishes_only_to_its_own_chair(broker: RepoMosquitto, everyth
         # Another chair's topics, and every topic only the ingest or the dashboard may write.
         for forged in (T.vitals(site, "north-c02"), T.session(site, "north-c02"), T.status(site, "north-c02"),
                        T.alarms(site, "north-c01"), T.ack(site, "north-c01"), T.alarm_events(site), T.rejected,
-                       effective_limits(site, "north-c01"),
+                       T.limits(site, "north-c01"), T.effective_limits(site, "north-c01"),
                        f"clinic/{site}/chair/north-c01/vitals/extra", "other/north-c01/vitals"):
             assert puback(device, forged, reading) == NOT_AUTHORIZED, forged
     assert delivered(everything, site) == sorted([T.vitals(site, "north-c01"), T.session(site, "north-c01"),
@@ -121,12 +116,14 @@ def test_a_device_publishes_only_to_its_own_chair(broker: RepoMosquitto, everyth
 
 def test_a_device_reads_nothing(broker: RepoMosquitto, site: str) -> None:
     """Mosquitto grants wildcard subscriptions and filters at delivery: a device must receive nothing."""
-    device = MqttCollector(url(broker, "north-c01"), "clinic/#", T.alarms(site, "north-c01"), T.ack(site, "north-c01"))
+    device = MqttCollector(url(broker, "north-c01"), "clinic/#", T.alarms(site, "north-c01"), T.ack(site, "north-c01"),
+                           T.effective_limits(site, "north-c01"))
     try:
         with mqtt_session(url(broker, "north-c02")) as other:
             assert puback(other, T.vitals(site, "north-c02"), b'{"ts": 1, "hr": 70}') == 0
         with mqtt_session(url(broker, "svc.ingest")) as ingest:
             assert puback(ingest, T.alarms(site, "north-c01"), b"[]") == 0
+            assert puback(ingest, T.effective_limits(site, "north-c01"), b"{}") == 0
         with mqtt_session(url(broker, "svc.dashboard")) as dashboard:
             assert puback(dashboard, T.ack(site, "north-c01"), b'{"action": "pause_audio"}') == 0
         time.sleep(1.0)
@@ -157,7 +154,8 @@ def test_the_dashboard_reads_everything_and_writes_only_acknowledgements(broker:
             ack = json.dumps({"alarm_id": None, "user": "nurse.kim", "action": "pause_audio"}).encode()
             assert puback(dashboard, T.ack(site, "north-c01"), ack) == 0
             for forged in (T.vitals(site, "north-c01"), T.session(site, "north-c01"), T.status(site, "north-c01"),
-                           T.alarms(site, "north-c01"), T.alarm_events(site), T.rejected, effective_limits(site, "north-c01"),
+                           T.alarms(site, "north-c01"), T.alarm_events(site), T.rejected,
+                           T.effective_limits(site, "north-c01"),  # only the engine says what it enforces
                            # the device patterns (%u) apply to every user: the ACL denies svc.* their own
                            T.vitals(site, "north-c01").replace("north-c01", "svc.dashboard")):
                 assert puback(dashboard, forged, b'{"ts": 1, "hr": 60}') == NOT_AUTHORIZED, forged
@@ -175,14 +173,17 @@ def test_the_ingest_reads_its_inputs_and_writes_alarms_events_and_refusals(broke
         # Storage-only replicas share the readings through a shared subscription.
         assert suback(ingest, f"$share/ingest/{T.chair_filter('vitals')}") == 1
         assert puback(ingest, T.alarms(site, "north-c01"), b"[]", retain=True) == 0
-        assert puback(ingest, effective_limits(site, "north-c01"), b"{}", retain=True) == 0
-        puback(ingest, effective_limits(site, "north-c01"), b"", retain=True)
+        assert suback(ingest, T.chair_filter("limits")) == 1
+        limits = json.dumps({"site": site, "chair": "north-c01", "ts": 1, "limits": {}}).encode()
+        assert puback(ingest, T.effective_limits(site, "north-c01"), limits, retain=True) == 0
+        puback(ingest, T.effective_limits(site, "north-c01"), b"", retain=True)  # clear the retained test message
         assert puback(ingest, T.alarm_events(site), b'{"event": "raised"}') == 0
         assert puback(ingest, T.rejected, b'{"reason": "test"}') == 0
         for forged in (T.vitals(site, "north-c01"), T.ack(site, "north-c01"), T.session(site, "north-c01")):
             assert puback(ingest, forged, b"{}") == NOT_AUTHORIZED, forged
         puback(ingest, T.alarms(site, "north-c01"), b"", retain=True)
-    assert T.alarms(site, "north-c01") in delivered(everything, site)
+        puback(ingest, T.effective_limits(site, "north-c01"), b"", retain=True)
+    assert {T.alarms(site, "north-c01"), T.effective_limits(site, "north-c01")} <= set(delivered(everything, site))
 
 
 def test_the_ingest_does_not_read_what_it_does_not_need(broker: RepoMosquitto, site: str) -> None:
