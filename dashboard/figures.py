@@ -98,9 +98,12 @@ def _dt(ts_ms: int) -> datetime:
 
 
 def panel_range(series: Series, vitals: Sequence[str], limits: Mapping[str, Mapping[str, float]],
-                limit_vital: str) -> list[float]:
-    """Return a panel's y range covering its data and its alarm limits, so limits show even without data."""
-    values: list[float] = []
+                limit_vital: str, marks: Sequence[float] = ()) -> list[float]:
+    """Return a panel's y range covering its data, its alarm limits and its alarm-event marks.
+
+    Limits show even without data, and an alarm's mark (at its value) shows even when no limits are drawn.
+    """
+    values: list[float] = list(marks)
     for vital in vitals:
         for source in (series.mean, series.low, series.high):
             values += [v for v in source.get(vital, []) if v is not None]
@@ -187,7 +190,8 @@ def trend_figure(series: Series, effective: EffectiveLimits | None, events: Sequ
         margin={"l": 50, "r": 50, "t": 30, "b": 30}, font={"size": 14}, hovermode="x unified", uirevision="trend",
     )
     for row, (_title, vitals, limit_vital) in enumerate(PANELS, start=1):
-        fig.update_yaxes(range=panel_range(series, vitals, limits, limit_vital), row=row, col=1)
+        marks = [y for e in by_row.get(row, ()) if (y := ys.get(id(e))) is not None]
+        fig.update_yaxes(range=panel_range(series, vitals, limits, limit_vital, marks), row=row, col=1)
     fig.update_xaxes(type="date")
     if start_ms is not None and end_ms is not None:
         fig.update_xaxes(range=[_dt(start_ms), _dt(end_ms)])

@@ -87,3 +87,11 @@ def test_trend_figure_draws_only_published_limits_in_their_engine_priority() -> 
     [line] = fig.layout.shapes
     assert (line.y0, line.yref, line.line.color) == (88.0, "y2", PRIORITY_COLOURS["high"])
     assert [a.text for a in fig.layout.annotations if a.text == "88"] == ["88"]
+
+
+def test_an_alarm_mark_is_inside_its_panel_even_with_no_limits_drawn() -> None:
+    series = Series(0, times=[T0, T0 + 60_000], mean={"hr": [72.0, 74.0]})
+    events = [AlarmEvent("a1", "north", "c-01", "hr", "physiological", "medium", "raised", 125.0, 120.0, T0)]
+    fig = trend_figure(series, None, events, (), T0, T0 + 60_000)
+    lo, hi = fig.layout.yaxis.range  # the HR panel
+    assert lo < 72 and hi > 125
