@@ -198,7 +198,17 @@ def test_request_bodies_over_the_limit_get_413(users_file: Path) -> None:
     assert response.status_code == 413
 
 
-def test_favicon_is_a_file_or_404_never_the_dash_page(users_file: Path) -> None:
+def test_favicon_is_the_shipped_file_never_the_dash_page(users_file: Path) -> None:
+    response = make_client(users_file).get("/favicon.ico")  # no session needed: it holds no patient data
+    assert response.status_code == 200 and response.mimetype == "image/x-icon"
+    assert response.data == (Path(__file__).parents[2] / "dashboard" / "assets" / "favicon.ico").read_bytes()
+    assert response.data[:4] == b"\x00\x00\x01\x00"  # an ICO file, not Dash's catch-all page
+
+
+def test_favicon_is_404_when_no_file_is_shipped(users_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dashboard.app
+
+    monkeypatch.setattr(dashboard.app, "ASSETS", tmp_path)  # an assets folder without the icon
     response = make_client(users_file).get("/favicon.ico")
     assert response.status_code == 404
     assert b"dash" not in response.data.lower() and b"<html" not in response.data.lower()
