@@ -13,7 +13,7 @@ from dashboard.auth import CSRF_COOKIE, UsersFile
 from dashboard.services import Services
 from dashboard.state import pending_edit
 from tests.dashboard.scene import chair_trend_request
-from tests.servers import Mosquitto, MqttCollector
+from tests.servers import Mosquitto, MqttCollector, wait_until
 from vitals.limits import AdminEdit, EffectiveLimits, LimitsError, validate
 from vitals.settings import FixedSettings
 from vitals.topics import Topics
@@ -137,7 +137,7 @@ def test_admin_saves_limits_retained_nurse_is_refused(mosquitto: Mosquitto, site
     services.start()
     collector = MqttCollector(mosquitto.url, f"clinic/{site}/chair/+/limits")
     try:
-        assert services.feed is not None and _wait(lambda: services.state.links().broker_connected)
+        assert services.feed is not None and wait_until(lambda: services.state.links().broker_connected)
         nurse, nurse_headers = signed_in(app, "nurse.kim")
         body = save_request(site, "c-01", {("spo2", "low_high"): 88, ("spo2", "low_medium"): 92})
         answer = nurse.post("/_dash-update-component", json=body, headers=nurse_headers).get_data(as_text=True)
@@ -154,7 +154,7 @@ def test_admin_saves_limits_retained_nurse_is_refused(mosquitto: Mosquitto, site
         assert topic == f"clinic/{site}/chair/c-01/limits"
         assert doc["limits"] == {"spo2": {"low_high": 88.0, "low_medium": 92.0}} and doc["user"] == "admin.lee"
         # Retained: the dashboard's own feed reads it back as a pending edit; with no engine, nothing is drawn.
-        assert _wait(lambda: getattr(services.state.chair_state(site, "c-01"), "limits_edit", None) is not None)
+        assert wait_until(lambda: getattr(services.state.chair_state(site, "c-01"), "limits_edit", None) is not None)
         state = services.state.chair_state(site, "c-01")
         assert state is not None and state.effective_limits is None
         assert pending_edit(state.limits_edit, None) == AdminEdit({"spo2": {"low_high": 88.0, "low_medium": 92.0}},
@@ -163,15 +163,6 @@ def test_admin_saves_limits_retained_nurse_is_refused(mosquitto: Mosquitto, site
         collector.close()
         services.feed.client.publish(f"clinic/{site}/chair/c-01/limits", "", qos=1, retain=True).wait_for_publish(5)  # type: ignore[union-attr]
         services.stop()
-
-
-def _wait(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return bool(predicate())
 
 
 RULES_88 = "[rules.spo2-low-medium]\nlimit = 88\n"
@@ -213,19 +204,19 @@ def test_an_admin_edit_is_drawn_only_once_the_engine_has_applied_and_published_i
         time.sleep(0.5)  # the ingest subscribes right after connecting
         mosquitto_pub_lines(mosquitto.port, Topics().vitals(site, "c-01"),
                             [json.dumps({"ts": int(time.time() * 1000), "hr": 72, "spo2": 97})])
-        assert _wait(lambda: getattr(services.state.chair_state(site, "c-01"), "effective_limits", None) is not None)
+        assert wait_until(lambda: getattr(services.state.chair_state(site, "c-01"), "effective_limits", None) is not None)
         assert chair_view(admin, headers, site, "c-01")[0] == [85.0, 88.0]  # the rules file's 88, never the shipped 90
 
         ingest.stop()  # the engine is away: an edit now cannot be applied
         body = save_request(site, "c-01", {("spo2", "low_high"): 84, ("spo2", "low_medium"): 87})
         assert "Saved" in admin.post("/_dash-update-component", json=body, headers=headers).get_data(as_text=True)
-        assert _wait(lambda: getattr(services.state.chair_state(site, "c-01"), "limits_edit", None) is not None)
+        assert wait_until(lambda: getattr(services.state.chair_state(site, "c-01"), "limits_edit", None) is not None)
         lines, note = chair_view(admin, headers, site, "c-01")
         assert lines == [85.0, 88.0] and "Pending" in note and "admin.lee" in note
 
         ingest.start()  # restored, it publishes the chair's limits, then applies the retained edit and publishes that
         edit = services.state.chair_state(site, "c-01").limits_edit  # type: ignore[union-attr]
-        assert _wait(lambda: services.state.chair_state(site, "c-01").effective_limits.admin_ts == edit.ts)  # type: ignore[union-attr]
+        assert wait_until(lambda: services.state.chair_state(site, "c-01").effective_limits.admin_ts == edit.ts)  # type: ignore[union-attr]
         lines, note = chair_view(admin, headers, site, "c-01")
         assert lines == [84.0, 87.0] and "Pending" not in note
         published = EffectiveLimits.from_payload(site, "c-01", collector.payloads(topic)[-1])

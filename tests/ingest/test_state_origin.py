@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import Influxd, IngestProcess, Mosquitto, MqttCollector, mosquitto_pub_lines, require
+from tests.servers import Influxd, IngestProcess, Mosquitto, MqttCollector, mosquitto_pub_lines, require, wait_until
 from vitals.store.influx import InfluxStore
 from vitals.topics import Topics
 
@@ -49,15 +49,6 @@ def health(ingest: IngestProcess) -> dict:
         return json.loads(resp.read())
 
 
-def wait(predicate, timeout: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return bool(predicate())
-
-
 def site_alarms(collector: MqttCollector, site: str) -> list[bytes]:
     """Return every alarm event or non-empty retained alarm list of ``site`` the collector received."""
     return [p for p in collector.payloads(f"{TOPICS.prefix}/{site}/") if p not in (b"", b"[]")]
@@ -75,7 +66,7 @@ def test_another_broker_refuses_then_fresh_state_starts_empty_with_the_old_state
         publish_readings(mosquitto, site, CHAIRS)
         # The control: these chairs do raise no_data once their readings stop, on the broker they came from.
         raised = lambda: {json.loads(p)["chair"] for p in on_a.payloads() if json.loads(p)["event"] == "raised"}  # noqa: E731
-        assert wait(lambda: raised() == set(CHAIRS)), first.log()[-3000:]
+        assert wait_until(lambda: raised() == set(CHAIRS)), first.log()[-3000:]
     finally:
         first.stop()
         on_a.close()
@@ -119,7 +110,7 @@ def test_a_spool_left_for_one_store_is_not_drained_into_another(
         own_influxd.stop()  # store A unreachable: readings go to the spool
         time.sleep(0.5)
         publish_readings(mosquitto, site, CHAIRS, n=4)
-        assert wait(lambda: health(first)["spool_items"] >= 4 * len(CHAIRS)), first.log()[-3000:]
+        assert wait_until(lambda: health(first)["spool_items"] >= 4 * len(CHAIRS)), first.log()[-3000:]
     finally:
         first.stop()
 
@@ -137,7 +128,7 @@ def test_a_spool_left_for_one_store_is_not_drained_into_another(
         back = IngestProcess(workdir, mosquitto.url, store_a, "--site", site)
         try:
             back.start()
-            assert wait(lambda: health(back)["spool_items"] == 0), back.log()[-3000:]
+            assert wait_until(lambda: health(back)["spool_items"] == 0), back.log()[-3000:]
         finally:
             back.stop()
         a = InfluxStore.from_url(store_a)
@@ -150,7 +141,7 @@ def test_a_spool_left_for_one_store_is_not_drained_into_another(
             moved.start()  # an empty spool and an empty outbox follow the new store
             assert "now belongs to store" in moved.log()
             publish_readings(mosquitto, site, ["c-99"], n=2)
-            assert wait(lambda: b.count_readings(site) == 2), moved.log()[-3000:]
+            assert wait_until(lambda: b.count_readings(site) == 2), moved.log()[-3000:]
         finally:
             moved.stop()
         assert b.count_readings(site, "c-01") == 0
@@ -180,7 +171,7 @@ def test_the_same_broker_with_a_new_password_keeps_its_state(site: str, tmp_path
             first.start()
             time.sleep(0.5)
             publish_readings(broker, site, CHAIRS[:2])
-            assert wait(lambda: saved_chairs(tmp_path / "ingest" / "data" / "alarm_state.json") == 2), first.log()
+            assert wait_until(lambda: saved_chairs(tmp_path / "ingest" / "data" / "alarm_state.json") == 2), first.log()
         finally:
             first.stop()
 
