@@ -86,10 +86,13 @@ class RunningDashboard:
         from waitress import wasyncore
 
         http = self.http
-        # Close every socket from the server's own loop thread; with its map empty, the loop returns.
+        # Worker threads first: each one ends its request by waking the loop through the trigger pipe, so the
+        # pipe must still be open (closing it first made a finishing request log EBADF, 1 CI run in ~10).
+        http.task_dispatcher.shutdown(timeout=5)
+        # Then close every socket, the trigger last of all, from the server's own loop thread; with its map
+        # empty, the loop returns.
         http.trigger.pull_trigger(lambda: wasyncore.close_all(http._map))
         self.thread.join(10)
-        http.task_dispatcher.shutdown(timeout=5)
         self.services.stop()
         self.services.gate.sessions.close()
 
