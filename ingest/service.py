@@ -31,7 +31,7 @@ from ingest.spool import Batch, Spool
 from ingest.writer import Item, Writer
 from vitals.mqtt import connect, make_client, redact
 from vitals.reading import Refusal, refusals_report, validate_payload
-from vitals.records import AckCommand, RecordError, Session, device_status
+from vitals.records import AckCommand, ExportStatus, RecordError, Session, device_status
 from vitals.settings import Settings
 from vitals.store import Store, open_store_from, redact_url
 from vitals.topics import TopicError, Topics
@@ -156,7 +156,8 @@ class IngestService:
             vitals_filter = f"$share/{self.settings.shared_group}/{vitals_filter}"
         subs = [(vitals_filter, 1)]
         if self.alarms is not None or not self.settings.shared_group:
-            subs += [(self.topics.chair_filter(kind, site), 1) for kind in ("session", "status", "ack", "limits")]
+            subs += [(self.topics.chair_filter(kind, site), 1) for kind in ("session", "status", "ack", "limits",
+                                                                                 "export")]
         return subs
 
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any = None) -> None:
@@ -269,6 +270,17 @@ class IngestService:
                 self._refuse(msg.topic, [Refusal("message", str(exc), code="bad_limits")], msg.payload)
         self.writer.submit(Item(Batch(), ack))
 
+    def _handle_export(self, site: str, chair: str, msg: paho.MQTTMessage, ack: Callable[[], None] | None) -> None:
+        if msg.payload:  # an empty retained message clears the topic
+            try:
+                status = ExportStatus.from_payload(msg.payload)
+            except RecordError as exc:
+                self._refuse(msg.topic, [Refusal("message", str(exc), code="bad_export")], msg.payload)
+            else:
+                if self.alarms is not None:
+                    self.alarms.on_export(site, chair, status.state == "failing")
+        self.writer.submit(Item(Batch(), ack))
+
     def _handle_other(self, site: str, chair: str, msg: paho.MQTTMessage, ack: Callable[[], None] | None) -> None:
         self.writer.submit(Item(Batch(), ack))  # our own retained alarm arrays, if a filter ever matches them
 
@@ -280,6 +292,7 @@ class IngestService:
         "alarms": _handle_other,
         "limits": _handle_limits,
         "effective_limits": _handle_other,
+        "export": _handle_export,
     }
 
     # -- outputs ------------------------------------------------------------------------------------------

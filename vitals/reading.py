@@ -29,6 +29,8 @@ REFUSAL_CODES: tuple[str, ...] = (
     "sys_not_above_dia", "seq_invalid",
     # session, status and ack topics, and a bug while handling a message (reported, never fatal)
     "bad_session", "bad_status", "bad_command", "bad_limits", "internal",
+    # the export health topic (hl7-export -> ingest)
+    "bad_export",
     # a chair over its payload budget (ingest/fairness.py)
     "rate_limited",
 )

@@ -21,6 +21,7 @@ ALARM_KINDS: tuple[str, ...] = ("physiological", "technical")
 ACK_ACTIONS: tuple[str, ...] = ("acknowledge", "pause_audio")
 SESSION_STATES: tuple[str, ...] = ("active", "ended")
 DEVICE_STATES: tuple[str, ...] = ("online", "offline")
+EXPORT_STATES: tuple[str, ...] = ("ok", "failing")
 
 # Free-text fields from the wire (drug names, references, user names) are bounded and printable.
 MAX_TEXT = 128
@@ -268,3 +269,39 @@ class ActiveAlarm:
             return cls(**{name: obj.get(name) for name in cls.__dataclass_fields__ if name in obj})
         except TypeError as exc:
             raise RecordError(f"active alarm: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class ExportStatus:
+    """The retained ``.../export`` payload: whether a chair's export to a record system works (docs/mqtt-contract.md)."""
+
+    target: str
+    state: str
+    ts: int
+    reason: str | None = None
+    pending: int | None = None
+
+    def to_json_obj(self) -> dict[str, Any]:
+        """Return the status as its contract JSON object."""
+        return asdict(self)
+
+    @classmethod
+    def from_payload(cls, payload: bytes | str) -> ExportStatus:
+        """Parse an export status, raising RecordError with a readable reason."""
+        doc = _load(payload, "export status")
+        state = doc.get("state")
+        if state not in EXPORT_STATES:
+            raise RecordError(f"export state must be one of {', '.join(EXPORT_STATES)}")
+        ts = _opt_ts(doc.get("ts"), "ts")
+        if ts is None:
+            raise RecordError("export status ts is missing")
+        pending = doc.get("pending")
+        if pending is not None and (isinstance(pending, bool) or not isinstance(pending, int) or pending < 0):
+            raise RecordError("export pending must be a non-negative integer")
+        return cls(
+            target=clean_text(doc.get("target"), "target", required=True, max_len=32),  # type: ignore[arg-type]
+            state=state,
+            ts=ts,
+            reason=clean_text(doc.get("reason"), "reason", max_len=256),
+            pending=pending,
+        )

@@ -118,6 +118,32 @@ class Settings(BaseSettings):
     dashboard_max_request_kb: int = Field(1024, gt=0, description="largest request body the dashboard takes, KiB "
                                           "(callbacks, forms); larger ones get 413")
 
+    # HL7 v2 (interop/; docs/interoperability.md)
+    hl7_mllp: str | None = Field(None, description="HOST:PORT of the MLLP receiver PCD-01 messages go to (hl7-export, "
+                                 "export hl7)")
+    hl7_outbox_file: Path | None = Field(None, description="the HL7 exporter's durable outbox (default <data_dir>/hl7-outbox.db)")
+    hl7_numerics_interval_s: float = Field(60.0, ge=0, description="one message of numerics (median hr, spo2, rr) per "
+                                           "this many seconds of a session (0 = cuff readings only)")
+    hl7_close_grace_s: float = Field(10.0, ge=0, description="an interval of numerics is sent this long (wall clock) after "
+                                     "its end when no newer reading closed it")
+    hl7_ack_timeout_s: float = Field(10.0, gt=0, description="wait this long for the receiver's acknowledgement")
+    hl7_retry_backoff_s: float = Field(2.0, gt=0, description="first retry delay of a message; doubles on each attempt")
+    hl7_retry_max_s: float = Field(60.0, gt=0, description="longest delay between two attempts of a message")
+    hl7_fail_after: int = Field(3, ge=1, description="failed attempts of a message before the chair's export_failed "
+                                "technical alarm is raised")
+    hl7_sending_facility: str = Field("CLINIC", description="MSH-4 of outbound messages (the site id follows as its "
+                                      "second component)")
+    hl7_receiving_application: str = Field("EHR", description="MSH-5 of outbound messages")
+    hl7_receiving_facility: str = Field("EHR", description="MSH-6 of outbound messages")
+    hl7_patient_lookup_file: Path | None = Field(
+        None, description="TOML map from pseudonymous patient refs to the site's identifiers, added to PID-3 "
+        "(off by default: only the pseudonymous ref leaves)")
+    hl7_listen: str = Field("127.0.0.1:2575", description="HOST:PORT the hl7-gateway listens on for MLLP")
+    hl7_gateway_map_file: Path | None = Field(None, description="TOML map from device ids and beds to site and chair "
+                                              "(hl7-gateway; required)")
+    hl7_publish_timeout_s: float = Field(5.0, gt=0, description="the gateway answers AE when the broker has not "
+                                         "accepted a publish within this time")
+
     @field_validator("dashboard_port", "http_port")
     @classmethod
     def _port(cls, value: int) -> int:
@@ -200,12 +226,14 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
 
 _MQTT = ("mqtt_url", "mqtt_protocol", "mqtt_ca_file", "mqtt_cert_file", "mqtt_key_file")
 _STORE = ("store_url", "influx_token", "influx_retention", "store_timeout_s")
+_HL7_OUT = ("hl7_numerics_interval_s", "hl7_ack_timeout_s", "hl7_sending_facility", "hl7_receiving_application",
+            "hl7_receiving_facility", "hl7_patient_lookup_file")
 _DASHBOARD = tuple(name for name in Settings.model_fields if name.startswith("dashboard_"))
 
 # The settings each role reads (from the file, the environment and, where it has one, its flag). The demo is not
 # here: it fixes its own settings (FixedSettings) and reads no INFUSION_* variable, so it never pages real staff.
 ROLE_SETTINGS: dict[str, tuple[str, ...]] = {
-    "ingest": tuple(name for name in Settings.model_fields if not name.startswith("dashboard_")),
+    "ingest": tuple(name for name in Settings.model_fields if not name.startswith(("dashboard_", "hl7_"))),
     "dashboard": (*_MQTT, "topic_prefix", "site", *_STORE, "data_dir", *_DASHBOARD, "no_data_s", "cuff_interval_min",
                   "audio_pause_s"),
     "simulate": (*_MQTT, "topic_prefix"),  # its --site is the site it publishes as, a role option
@@ -213,13 +241,19 @@ ROLE_SETTINGS: dict[str, tuple[str, ...]] = {
     "replay": (*_MQTT, "topic_prefix", *_STORE),  # its --site names the recorded or stored site, a role option
     "user": ("dashboard_users_file",),
     "benchmarks": _STORE[1:],  # environment only: the suite starts its own servers and names their URLs
+    "hl7-export": (*_MQTT, "mqtt_client_id", "topic_prefix", "site", "data_dir", "session_expiry_s", *_HL7_OUT,
+                   "hl7_mllp", "hl7_outbox_file", "hl7_close_grace_s", "hl7_retry_backoff_s", "hl7_retry_max_s",
+                   "hl7_fail_after"),
+    "export-hl7": (*_STORE, *_HL7_OUT, "hl7_mllp"),  # `export hl7`: a stored session, sent at once (its --mllp is hl7_mllp)
+    "hl7-gateway": (*_MQTT, "topic_prefix", "hl7_listen", "hl7_gateway_map_file", "hl7_publish_timeout_s"),
 }
 # Roles whose settings come only from the environment and file (no settings flags of their own).
 ENVIRONMENT_ONLY_ROLES = ("benchmarks",)
 # Never a flag: a secret (command lines are visible to every local user) or a nested table.
 NO_FLAG = ("influx_token", "notify")
 # Flag spellings other than --field-name (kept from before the settings model made the flags).
-FLAG_NAMES = {"mqtt_client_id": "--client-id", **{name: "--" + name.removeprefix("dashboard_").replace("_", "-")
+FLAG_NAMES = {"mqtt_client_id": "--client-id", "hl7_mllp": "--mllp", "hl7_listen": "--listen",
+              "hl7_gateway_map_file": "--map-file", **{name: "--" + name.removeprefix("dashboard_").replace("_", "-")
                                                     for name in _DASHBOARD}}
 
 

@@ -9,6 +9,7 @@ Every topic lives under a configurable prefix (default ``clinic``):
     {prefix}/{site}/chair/{chair}/ack       acknowledge / audio-pause commands (dashboard -> ingest)
     {prefix}/{site}/chair/{chair}/limits    an admin's alarm-limit edit, retained (dashboard -> ingest)
     {prefix}/{site}/chair/{chair}/effective_limits  the limits the alarm engine enforces, retained (ingest -> all)
+    {prefix}/{site}/chair/{chair}/export    a record-system export's health, retained (hl7-export -> ingest)
     {prefix}/{site}/alarms/events           alarm events (ingest -> all)
     {prefix}/ingest/rejected                refusals with their reasons (ingest -> all)
 """
@@ -27,7 +28,7 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}(/[A-Za-z0-9_-]{1,64}){0,7}")
 
 # Chair-level topic kinds, in the order the contract lists them.
-CHAIR_KINDS = ("vitals", "session", "status", "alarms", "ack", "limits", "effective_limits")
+CHAIR_KINDS = ("vitals", "session", "status", "alarms", "ack", "limits", "effective_limits", "export")
 
 
 class TopicError(ValueError):
@@ -100,6 +101,10 @@ class Topics:
     def effective_limits(self, site: str, chair: str) -> str:
         """Return the retained topic of the limits the alarm engine enforces for a chair."""
         return self.chair(site, chair, "effective_limits")
+
+    def export(self, site: str, chair: str) -> str:
+        """Return the retained topic of the health of a chair's export to a record system (HL7)."""
+        return self.chair(site, chair, "export")
 
     def alarm_events(self, site: str) -> str:
         """Return the alarm events topic of a site."""

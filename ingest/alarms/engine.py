@@ -19,7 +19,8 @@ Semantics (docs/alarm-rules.md says the same for people):
   counted from the first tick after it was raised or upgraded).
 - Technical alarms: ``no_data`` and ``offline`` (wall clock, via ticks; only for a chair with an active
   session or one that sent readings within ``recent_s``), ``nibp_overdue`` (event time), ``notify_failed``
-  (reported by the notifier through ``notify_failed``/``notify_ok``).
+  (reported by the notifier through ``notify_failed``/``notify_ok``), ``export_failed`` (the HL7 exporter's
+  retained ``.../export`` status, through ``export_status``).
 Alarm ids are ``{site}.{chair}.{vital}[.{direction}].{raise ts}``: the same input raises the same id, so a
 replay or a restart without saved state repeats an event rather than inventing a second alarm.
 """
@@ -43,6 +44,7 @@ TECH_TEXT: Mapping[str, str] = {
     "offline": "Monitor offline",
     "nibp_overdue": "Cuff (NIBP) reading overdue",
     "notify_failed": "Staff notification could not be delivered",
+    "export_failed": "Export to the record system (HL7) failing",
 }
 
 
@@ -223,6 +225,16 @@ class AlarmEngine:
         if chair is not None:
             self._touched.add((site, chair_id))
             self._set_condition(chair, "notify_failed", False, now_ms, events)
+        return events
+
+    def export_status(self, site: str, chair_id: str, failing: bool, now_ms: int) -> list[AlarmEvent]:
+        """Take a chair's export health: ``failing`` raises ``export_failed``, ok clears its condition."""
+        events: list[AlarmEvent] = []
+        if not failing and (site, chair_id) not in self._chairs:
+            return events
+        chair = self._chair(site, chair_id)
+        self._touched.add((site, chair_id))
+        self._set_condition(chair, "export_failed", failing, now_ms, events)
         return events
 
     def tick(self, now_ms: int) -> list[AlarmEvent]:

@@ -42,7 +42,7 @@ from vitals.topics import TopicError, check_id
 RULE_VITALS: tuple[str, ...] = ("spo2", "hr", "rr", "sys", "dia")
 CUFF_RULE_VITALS: frozenset[str] = frozenset({"sys", "dia"})
 OPS: Mapping[str, str] = MappingProxyType({"<": "low", "<=": "low", ">": "high", ">=": "high"})
-TECHNICAL: tuple[str, ...] = ("no_data", "offline", "nibp_overdue", "notify_failed")
+TECHNICAL: tuple[str, ...] = ("no_data", "offline", "nibp_overdue", "notify_failed", "export_failed")
 RULE_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 # The longest delay anyone could mean; more is a typo (minutes typed as seconds, say).
 MAX_DELAY_S = 3600.0

@@ -123,6 +123,12 @@ class AlarmService:
             self._dirty = True
             self._emit(self.engine.on_status(site, chair, status, self._clock()))
 
+    def on_export(self, site: str, chair: str, failing: bool) -> None:
+        """Take a chair's export health from the HL7 exporter (``export_failed``)."""
+        with self._lock:
+            self._dirty = True
+            self._emit(self.engine.export_status(site, chair, failing, self._clock()))
+
     def on_command(self, command: AckCommand) -> None:
         """Apply an acknowledge or audio-pause command and record it in the audit trail."""
         with self._lock:
