@@ -24,9 +24,9 @@ class MllpError(OSError):
 
 
 def parse_hostport(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
-    """Return (host, port) from ``HOST:PORT`` (or ``:PORT``), raising ValueError naming the accepted form."""
+    """Return (host, port) from ``HOST:PORT`` (or ``:PORT``; port 0: any free port), raising ValueError otherwise."""
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
         raise ValueError(f"{text!r} is not HOST:PORT")
     return host.strip("[]") or default_host, int(port)
 

@@ -84,7 +84,7 @@ def session_readings(start: int, minutes: int, cuff_offset_s: int = 30) -> list[
     out = []
     for i in range(minutes * 12):
         ts = start + i * 5000
-        out.append({"ts": ts, "hr": 70 + (i % 12), "spo2": 96 + (i % 3), "rr": 12 + (i % 2)})
+        out.append({"ts": ts, "hr": 70 + (i % 12) ** 2 // 10 + i // 12, "spo2": 95 + (i % 5 == 0) * 3, "rr": 12 + (i % 3 == 0)})
     for m in range(minutes):
         out.append({"ts": start + m * 60_000 + cuff_offset_s * 1000 + 1, "sys": 120 + m, "dia": 80, "map": 93})
     return sorted(out, key=lambda o: o["ts"])
