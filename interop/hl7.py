@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
-from interop.hl7_mdc import INBOUND, OUTBOUND, VMDS
+from interop.hl7_mdc import INBOUND, MDS, OUTBOUND, VMDS
 from vitals.reading import CUFF_VITALS, VITALS, Reading
 from vitals.records import Session
 
@@ -154,26 +154,17 @@ def _message(key: str, session: Session, start_ms: int, end_ms: int, obx: list[t
     ]
     set_id = 1
     # The device hierarchy rows (MDS, then each VMD) name what the metrics come from, as PCD-01 shows them.
-    segments.append(f"OBX|{set_id}||69837^MDC_DEV_METER_PHYSIO_MULTI_PARAM_MDS^MDC|1.0.0.0|||||||X|||||||"
-                    f"{escape(endpoint.device_id)}")
+    segments.append(f"OBX|{set_id}||{MDS[0]}^{MDS[1]}^MDC|1.0.0.0|||||||X|||||||{escape(endpoint.device_id)}")
     for vmd in vmds:
         set_id += 1
-        segments.append(f"OBX|{set_id}||{VMD_CODES[vmd]}|1.{vmd}.0.0|||||||X|||||||{escape(endpoint.device_id)}")
+        code, ref = VMDS[vmd]
+        segments.append(f"OBX|{set_id}||{code}^{ref}^MDC|1.{vmd}.0.0|||||||X|||||||{escape(endpoint.device_id)}")
     for vital, value, ts_ms in obx:
         set_id += 1
         segments.append(_obx(set_id, vital, value, ts_ms, endpoint.device_id))
     return Outgoing(key, session.site, session.chair, SEGMENT_END.join(segments) + SEGMENT_END)
 
 
-# MDC codes of the VMD rows: 69798 ECG, 69642 pulse oximeter (MDC_DEV_ANALY_SAT_O2_VMD), 69650 respiration
-# (MDC_DEV_ANALY_RESP_RATE_VMD), 69674 NIBP (MDC_DEV_PRESS_BLD_NONINV_VMD).
-VMD_CODES: Mapping[int, str] = {
-    1: "69798^MDC_DEV_ECG_VMD^MDC",
-    2: "69642^MDC_DEV_ANALY_SAT_O2_VMD^MDC",
-    3: "69650^MDC_DEV_ANALY_RESP_RATE_VMD^MDC",
-    4: "69674^MDC_DEV_PRESS_BLD_NONINV_VMD^MDC",
-}
-assert set(VMD_CODES) == set(VMDS)
 
 
 def cuff_message(session: Session, reading: Reading, endpoint: Endpoint = Endpoint(),

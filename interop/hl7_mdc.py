@@ -50,8 +50,15 @@ MDC_TABLE: tuple[MdcCode, ...] = (
             "cuff mean (inbound only)"),
 )
 
-# The VMD (virtual medical device) names of OBX-4's second level, for the device-hierarchy rows.
-VMDS: Mapping[int, str] = MappingProxyType({1: "ECG", 2: "pulse oximeter", 3: "respiration", 4: "NIBP"})
+# The device-hierarchy rows of a message (OBX-2 empty, OBX-11 "X"): the MDS (OBX-4 1.0.0.0) and each VMD (1.n.0.0).
+# Codes from IHE PCD example messages; 69722 is NOM_DEV_ANALY_RESP_RATE_VMD (4186) in partition 1 (+65536).
+MDS: tuple[str, str] = ("69965", "MDC_DEV_MON_PHYSIO_MULTI_PARAM_MDS")
+VMDS: Mapping[int, tuple[str, str]] = MappingProxyType({
+    1: ("69798", "MDC_DEV_ECG_VMD"),
+    2: ("69642", "MDC_DEV_ANALY_SAT_O2_VMD"),
+    3: ("69722", "MDC_DEV_ANALY_RESP_RATE_VMD"),
+    4: ("70686", "MDC_DEV_PRESS_BLD_NONINV_VMD"),
+})
 
 OUTBOUND: Mapping[str, MdcCode] = MappingProxyType({c.vital: c for c in MDC_TABLE if c.outbound})
 INBOUND: Mapping[str, MdcCode] = MappingProxyType({c.code: c for c in MDC_TABLE})
@@ -65,6 +72,9 @@ def code_table_markdown() -> str:
         direction = "out and in" if c.outbound else "in"
         lines.append(f"| `{c.vital}` | {c.code} | `{c.ref_id}` | {c.unit_code} `{c.unit_ref_id}` ({c.unit_text}) | "
                      f"1.{c.vmd}.1.{c.metric} | {direction} | {c.meaning} |")
+    lines += ["", "| device-hierarchy row | OBX-3 code | reference id | OBX-4 |", "|---|---|---|---|",
+              f"| MDS (the monitor) | {MDS[0]} | `{MDS[1]}` | 1.0.0.0 |"]
+    lines += [f"| VMD {n} | {code} | `{ref}` | 1.{n}.0.0 |" for n, (code, ref) in VMDS.items()]
     return "\n".join(lines) + "\n"
 
 
