@@ -299,6 +299,17 @@ def test_notify_failed_is_high_and_latches() -> None:
                                                          ("cleared", "notify_failed", "high")]
 
 
+def test_export_failed_is_medium_and_clears_with_ok() -> None:
+    eng = engine()
+    assert eng.export_status(SITE, CHAIR, False, 500) == []  # ok for a chair never seen: nothing
+    events = eng.export_status(SITE, CHAIR, True, 1000)
+    assert kinds(events) == [("raised", "export_failed", "medium")]
+    assert events[0].kind == "technical" and events[0].text == "Export to the record system (HL7) failing"
+    assert eng.export_status(SITE, CHAIR, True, 1500) == []  # still failing: one alarm
+    assert kinds(eng.export_status(SITE, CHAIR, False, 2000)) == [("cleared", "export_failed", "medium")]
+    assert eng.active(SITE, CHAIR) == []
+
+
 def test_state_round_trip_neither_re_raises_nor_loses_alarms() -> None:
     eng = engine()
     eng.on_session(session(), T0)

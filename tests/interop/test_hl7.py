@@ -143,3 +143,19 @@ def test_export_hl7_sends_a_stored_session_to_an_mllp_receiver(tmp_path: Path) -
             export(settings, "north", "c-07", "S-9", out)
     finally:
         receiver.stop()
+
+
+@pytest.mark.parametrize(("payload", "why"), [
+    ('{"target": "hl7", "state": "broken", "ts": 1}', "state"),
+    ('{"target": "hl7", "state": "ok"}', "ts"),
+    ('{"state": "ok", "ts": 1795597200000}', "target"),
+    ('{"target": "hl7", "state": "ok", "ts": 1795597200000, "pending": -1}', "pending"),
+    ("[]", "object"),
+])
+def test_an_export_status_that_breaks_the_contract_is_refused(payload: str, why: str) -> None:
+    from vitals.records import ExportStatus, RecordError
+
+    with pytest.raises(RecordError, match=why):
+        ExportStatus.from_payload(payload)
+    good = ExportStatus.from_payload('{"target": "hl7", "state": "failing", "ts": 1795597200000, "reason": "x", "pending": 2}')
+    assert (good.state, good.pending, good.reason) == ("failing", 2, "x")
