@@ -1,8 +1,9 @@
 """``infusion-monitor demo``: the whole system on this machine, with no server installed.
 
 Starts, in this process: an MQTT broker (embedded amqtt, or a ``mosquitto`` from PATH with ``--broker
-mosquitto``), the SQLite store in a temporary or given directory, the ingest with its alarm engine, the
-dashboard on 127.0.0.1 without login (and saying so), and the simulator running a clinic day. Every port
+mosquitto``), the SQLite store in a temporary or given directory, the ingest with its alarm engine, the HL7
+exporter sending PCD-01 messages to a stand-in record system (an MLLP receiver answering AA), the dashboard on
+127.0.0.1 without login (and saying so), and the simulator running a clinic day. Every port
 is free-chosen unless given. Ctrl-C (or SIGTERM) stops the parts in reverse order: simulator, dashboard,
 ingest (flushes and acknowledges), broker; nothing is left running.
 """
@@ -79,6 +80,7 @@ class Demo:
     def __init__(self) -> None:
         self._stops: list[tuple[str, Callable[[], Any]]] = []
         self.urls: dict[str, str] = {}
+        self.hl7_received: list[int] = []  # sizes of the HL7 messages the stand-in record system acknowledged
 
     def started(self, name: str, stop: Callable[[], Any]) -> None:
         """Remember a started part and how to stop it."""
@@ -160,6 +162,8 @@ def start_parts(args: argparse.Namespace, demo: Demo, data_dir: Path) -> str:
     if not ingest.wait_connected(CONNECT_TIMEOUT_S):
         raise ConnectionError(f"the ingest could not connect to the demo broker at {broker.url}")
 
+    start_hl7(demo, settings)
+
     from dashboard.server import serve
 
     dashboard = serve(settings)
@@ -176,6 +180,29 @@ def start_parts(args: argparse.Namespace, demo: Demo, data_dir: Path) -> str:
     return dashboard.url
 
 
+def start_hl7(demo: Demo, settings: Settings) -> None:
+    """Start a stand-in record system (an MLLP receiver answering AA) and the HL7 exporter sending to it."""
+    from interop.hl7 import make_ack
+    from interop.hl7_export import Hl7ExportService
+    from interop.mllp import MllpServer
+
+    received: list[int] = []
+
+    def acknowledge(text: str) -> str:
+        received.append(len(text))
+        return make_ack(text, "AA")
+
+    ehr = MllpServer("127.0.0.1", 0, acknowledge)
+    ehr.start()
+    demo.started("HL7 receiver", ehr.stop)
+    exporter = Hl7ExportService(settings.model_copy(update={
+        "hl7_mllp": f"127.0.0.1:{ehr.port}", "mqtt_client_id": "infusion-demo-hl7-export"}))
+    exporter.start()
+    demo.started("HL7 exporter", exporter.stop)
+    demo.urls["hl7"] = f"127.0.0.1:{ehr.port}"
+    demo.hl7_received = received
+
+
 def banner(demo: Demo, args: argparse.Namespace, data_dir: Path, temporary: bool) -> str:
     """Return what the demo prints once everything runs."""
     keep = "a temporary directory, removed at exit" if temporary else "kept"
@@ -186,6 +213,8 @@ def banner(demo: Demo, args: argparse.Namespace, data_dir: Path, temporary: bool
         "              no login: it listens on 127.0.0.1 only, so only this machine can open it",
         f"  Broker:     {demo.urls['mqtt']} ({args.broker})",
         f"  Ingest:     {demo.urls['health']}",
+        f"  HL7 export: PCD-01 ORU^R01 over MLLP to a stand-in record system on {demo.urls.get('hl7', '-')}",
+        "              (one message per cuff cycle and per minute of numerics; docs/interoperability.md)",
         f"  Data:       {data_dir} ({keep})",
         *([] if args.speed == 1 else [
             f"  Speed {args.speed:g}x: readings carry simulated time, which starts in the past so that none is in",
@@ -217,7 +246,8 @@ def run(args: argparse.Namespace) -> int:
         start_parts(args, demo, data_dir)
         print(banner(demo, args, data_dir, temporary), flush=True)
         stop.wait()
-        print("stopping: simulator, dashboard, ingest, broker ...", flush=True)
+        print(f"stopping: simulator, dashboard, HL7 export ({len(demo.hl7_received)} messages acknowledged), ingest, "
+              "broker ...", flush=True)
     except (BrokerStartError, ConnectionError, ValueError, ImportError, OSError) as exc:
         print(f"demo: {exc}", file=sys.stderr, flush=True)
         status = 1

@@ -4,7 +4,7 @@ Readings and sessions come from MQTT (QoS 1, a persistent session, manual acknow
 acknowledged only after what it caused is committed in the durable outbox (interop/outbox.py), so neither a
 receiver outage nor an exporter restart loses anything. During an active session: one message per cuff cycle
 (at once), one per ``hl7_numerics_interval_s`` of numerics (an interval closes when a newer reading of the chair
-shows it is over, event time, or ``hl7_close_grace_s`` of wall clock after its end, or at the session's end).
+shows it is over, event time, at the session's end, or when the chair sent no numerics for ``hl7_close_grace_s``).
 A sender thread sends the outbox in order, waits for the acknowledgement, retries with doubling backoff; a chair
 whose message keeps failing (``hl7_fail_after`` attempts) or is refused (AR) gets ``state: failing`` on its
 retained ``.../export`` topic, which the ingest turns into the ``export_failed`` technical alarm.
@@ -71,6 +71,7 @@ class Hl7Exporter:
         for session in self.outbox.sessions():
             self._remember(session)
         self._failing: dict[tuple[str, str], str] = {}
+        self._arrival: dict[tuple[str, str], int] = {}  # wall ms of each chair's newest numerics (close_due)
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -117,6 +118,7 @@ class Hl7Exporter:
                     numerics.setdefault(session.session_id, []).append(reading)
                     key = (reading.site, reading.chair)
                     newest[key] = max(newest.get(key, 0), reading.ts_ms)
+                    self._arrival[key] = now
             for session_id, group in numerics.items():
                 self.outbox.add_numerics(session_id, group)
             for (site, chair), ts in newest.items():
@@ -143,15 +145,15 @@ class Hl7Exporter:
                 self.outbox.close_numerics(message.key, site, chair, message.text, ts_list, now)
 
     def close_due(self) -> None:
-        """Close intervals whose end is ``hl7_close_grace_s`` of wall clock in the past (no newer reading came)."""
+        """Close every open interval of a chair that sent no numerics for ``hl7_close_grace_s`` of wall clock."""
         if not self.interval_ms:
             return
         now = self._clock()
         grace = round(self.settings.hl7_close_grace_s * 1000)
         with self._lock:
-            for site, chair, newest in self.outbox.chairs_with_open_numerics():
-                end = bucket_start(newest, self.interval_ms) + self.interval_ms
-                self._close(site, chair, end if end + grace <= now else bucket_start(now - grace, self.interval_ms))
+            for site, chair, _ in self.outbox.chairs_with_open_numerics():
+                if now - self._arrival.setdefault((site, chair), now) >= grace:
+                    self._close(site, chair, None)
 
     # -- the sender ----------------------------------------------------------------------------------------
 

@@ -124,8 +124,8 @@ class Settings(BaseSettings):
     hl7_outbox_file: Path | None = Field(None, description="the HL7 exporter's durable outbox (default <data_dir>/hl7-outbox.db)")
     hl7_numerics_interval_s: float = Field(60.0, ge=0, description="one message of numerics (median hr, spo2, rr) per "
                                            "this many seconds of a session (0 = cuff readings only)")
-    hl7_close_grace_s: float = Field(10.0, ge=0, description="an interval of numerics is sent this long (wall clock) after "
-                                     "its end when no newer reading closed it")
+    hl7_close_grace_s: float = Field(10.0, ge=0, description="an open interval of numerics is sent when its chair sent no "
+                                     "numerics for this long (wall clock)")
     hl7_ack_timeout_s: float = Field(10.0, gt=0, description="wait this long for the receiver's acknowledgement")
     hl7_retry_backoff_s: float = Field(2.0, gt=0, description="first retry delay of a message; doubles on each attempt")
     hl7_retry_max_s: float = Field(60.0, gt=0, description="longest delay between two attempts of a message")

@@ -5,7 +5,8 @@
 #
 # The password file is rebuilt at every start from
 #   - the service users' passwords in the environment (from .env): svc.ingest, svc.dashboard, and
-#     svc.simulator when MQTT_SIMULATOR_PASSWORD is set (compose profile "demo");
+#     svc.simulator when MQTT_SIMULATOR_PASSWORD is set (compose profile "demo"), svc.hl7export when
+#     MQTT_HL7_PASSWORD is set (compose profile "hl7");
 #   - svc.health, with a random password made now, for the container healthcheck;
 #   - the device users in devices.passwd (hashed lines written by deploy/add-device).
 # Plaintext passwords never reach the command line or the disk outside the container's private directory.
@@ -23,6 +24,9 @@ names="MQTT_INGEST_PASSWORD MQTT_DASHBOARD_PASSWORD"
 if [ -n "${MQTT_SIMULATOR_PASSWORD:-}" ]; then
     names="$names MQTT_SIMULATOR_PASSWORD"
 fi
+if [ -n "${MQTT_HL7_PASSWORD:-}" ]; then
+    names="$names MQTT_HL7_PASSWORD"
+fi
 # shellcheck disable=SC2086 # word splitting of the names is intended
 sh "$CHECK_SECRETS" $names -- true
 
@@ -35,6 +39,9 @@ health=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
     printf 'svc.dashboard:%s\n' "$MQTT_DASHBOARD_PASSWORD"
     if [ -n "${MQTT_SIMULATOR_PASSWORD:-}" ]; then
         printf 'svc.simulator:%s\n' "$MQTT_SIMULATOR_PASSWORD"
+    fi
+    if [ -n "${MQTT_HL7_PASSWORD:-}" ]; then
+        printf 'svc.hl7export:%s\n' "$MQTT_HL7_PASSWORD"
     fi
     printf 'svc.health:%s\n' "$health"
 } > "$work"

@@ -37,7 +37,10 @@ DEVICES = {"north-c01": "device-one-pw-0123456789", "north-c02": "device-two-pw-
 SERVICE = {user: SECRETS[var] for user, var in (("svc.ingest", "MQTT_INGEST_PASSWORD"),
                                                  ("svc.dashboard", "MQTT_DASHBOARD_PASSWORD"),
                                                  ("svc.simulator", "MQTT_SIMULATOR_PASSWORD"))}
-BROKER_SECRETS = {k: SECRETS[k] for k in ("MQTT_INGEST_PASSWORD", "MQTT_DASHBOARD_PASSWORD", "MQTT_SIMULATOR_PASSWORD")}
+HL7_PASSWORD = "hl7-export-pw-0123456789ab"
+SERVICE["svc.hl7export"] = HL7_PASSWORD
+BROKER_SECRETS = {**{k: SECRETS[k] for k in ("MQTT_INGEST_PASSWORD", "MQTT_DASHBOARD_PASSWORD", "MQTT_SIMULATOR_PASSWORD")},
+                  "MQTT_HL7_PASSWORD": HL7_PASSWORD}
 
 
 def add_device(devices_file: Path, chair: str, password: str) -> subprocess.CompletedProcess[str]:
@@ -82,7 +85,8 @@ def delivered(collector: MqttCollector, site: str) -> list[str]:
 def test_the_password_file_holds_hashes_only(broker: RepoMosquitto) -> None:
     text = (broker.auth / "passwd").read_text()
     users = [line.split(":", 1)[0] for line in text.splitlines()]
-    assert sorted(users) == sorted(["svc.ingest", "svc.dashboard", "svc.simulator", "svc.health", *DEVICES])
+    assert sorted(users) == sorted(["svc.ingest", "svc.dashboard", "svc.simulator", "svc.hl7export", "svc.health",
+                                    *DEVICES])
     for secret in [*SECRETS.values(), *DEVICES.values()]:
         assert secret not in text
     assert all(line.split(":", 1)[1].startswith("$7$") for line in text.splitlines())
@@ -168,7 +172,7 @@ def test_the_dashboard_reads_everything_and_writes_only_acknowledgements(broker:
 def test_the_ingest_reads_its_inputs_and_writes_alarms_events_and_refusals(broker: RepoMosquitto,
                                                                            everything: MqttCollector, site: str) -> None:
     with mqtt_session(url(broker, "svc.ingest")) as ingest:
-        for kind in ("vitals", "session", "status", "ack"):
+        for kind in ("vitals", "session", "status", "ack", "export"):
             assert suback(ingest, T.chair_filter(kind)) == 1, kind
         # Storage-only replicas share the readings through a shared subscription.
         assert suback(ingest, f"$share/ingest/{T.chair_filter('vitals')}") == 1
@@ -184,6 +188,17 @@ def test_the_ingest_reads_its_inputs_and_writes_alarms_events_and_refusals(broke
         puback(ingest, T.alarms(site, "north-c01"), b"", retain=True)
         puback(ingest, T.effective_limits(site, "north-c01"), b"", retain=True)
     assert {T.alarms(site, "north-c01"), T.effective_limits(site, "north-c01")} <= set(delivered(everything, site))
+
+
+def test_the_hl7_exporter_reads_readings_and_sessions_and_writes_only_export_health(broker: RepoMosquitto,
+                                                                                   site: str) -> None:
+    with mqtt_session(url(broker, "svc.hl7export")) as exporter:
+        for kind in ("vitals", "session"):
+            assert suback(exporter, T.chair_filter(kind)) == 1, kind
+        assert puback(exporter, T.export(site, "north-c01"), b'{"target": "hl7", "state": "ok", "ts": 1}') == 0
+        for forged in (T.vitals(site, "north-c01"), T.session(site, "north-c01"), T.alarms(site, "north-c01"),
+                       T.alarm_events(site), T.rejected):
+            assert puback(exporter, forged, b"{}") == NOT_AUTHORIZED, forged
 
 
 def test_the_ingest_does_not_read_what_it_does_not_need(broker: RepoMosquitto, site: str) -> None:

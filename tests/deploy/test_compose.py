@@ -42,9 +42,9 @@ def resolved(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def test_compose_config_validates_with_the_test_env(resolved: dict) -> None:
-    assert set(resolved["services"]) == {*LONG_RUNNING, "simulator"}
+    assert set(resolved["services"]) == {*LONG_RUNNING, "simulator", "hl7-export"}
     assert set(resolved["volumes"]) == {"mosquitto-data", "influxdb-data", "influxdb-config", "ingest-data",
-                                        "dashboard-data"}
+                                        "dashboard-data", "hl7-data"}
 
 
 def test_secrets_reach_the_services_only_through_env_interpolation(resolved: dict) -> None:
@@ -82,6 +82,7 @@ def test_simulator_runs_only_under_the_demo_profile(resolved: dict) -> None:
     assert services["simulator"]["profiles"] == ["demo"]
     for name in LONG_RUNNING:
         assert "profiles" not in services[name], name
+    assert services["hl7-export"]["profiles"] == ["hl7"]
     assert "--site" in services["simulator"]["command"]
     assert services["simulator"]["command"][services["simulator"]["command"].index("--site") + 1] == "sim"
 
