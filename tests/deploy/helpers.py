@@ -28,6 +28,7 @@ SECRETS = {
     "MQTT_INGEST_PASSWORD": "ingest-pw-0123456789abcdef",
     "MQTT_DASHBOARD_PASSWORD": "dashboard-pw-0123456789abcd",
     "MQTT_SIMULATOR_PASSWORD": "simulator-pw-0123456789abc",
+    "MQTT_HL7_PASSWORD": "hl7-export-pw-0123456789ab",
 }
 
 

@@ -37,10 +37,9 @@ DEVICES = {"north-c01": "device-one-pw-0123456789", "north-c02": "device-two-pw-
 SERVICE = {user: SECRETS[var] for user, var in (("svc.ingest", "MQTT_INGEST_PASSWORD"),
                                                  ("svc.dashboard", "MQTT_DASHBOARD_PASSWORD"),
                                                  ("svc.simulator", "MQTT_SIMULATOR_PASSWORD"))}
-HL7_PASSWORD = "hl7-export-pw-0123456789ab"
-SERVICE["svc.hl7export"] = HL7_PASSWORD
-BROKER_SECRETS = {**{k: SECRETS[k] for k in ("MQTT_INGEST_PASSWORD", "MQTT_DASHBOARD_PASSWORD", "MQTT_SIMULATOR_PASSWORD")},
-                  "MQTT_HL7_PASSWORD": HL7_PASSWORD}
+SERVICE["svc.hl7export"] = SECRETS["MQTT_HL7_PASSWORD"]
+BROKER_SECRETS = {k: SECRETS[k] for k in ("MQTT_INGEST_PASSWORD", "MQTT_DASHBOARD_PASSWORD", "MQTT_SIMULATOR_PASSWORD",
+                                          "MQTT_HL7_PASSWORD")}
 
 
 def add_device(devices_file: Path, chair: str, password: str) -> subprocess.CompletedProcess[str]:
