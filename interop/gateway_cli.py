@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 from interop.hl7_export_cli import wait_for_signal
 from vitals.settings import add_settings_arguments, settings_from_args
@@ -25,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         service = GatewayService(settings)
     except (ValueError, OSError) as exc:
-        print(f"infusion-monitor hl7-gateway: {exc}")
+        print(f"infusion-monitor hl7-gateway: {exc}", file=sys.stderr)
         return 2
     if not service.start():
         log.warning("broker not reachable yet: messages get AE until it is")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 import threading
 
 from vitals.settings import add_settings_arguments, settings_from_args
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args, "hl7-export")
     if not settings.hl7_mllp:
-        print("infusion-monitor hl7-export: --mllp HOST:PORT (hl7_mllp) names no receiver")
+        print("infusion-monitor hl7-export: --mllp HOST:PORT (hl7_mllp) names no receiver", file=sys.stderr)
         return 2
     service = Hl7ExportService(settings)
     if not service.start():

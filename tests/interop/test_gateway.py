@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from dashboard.live import LiveState
 from interop.gateway import Gateway, GatewayService
 from interop.hl7 import REFUSALS, read_ack
 from interop.mllp import send
@@ -67,7 +68,8 @@ def test_sample_messages_of_both_nibp_families_are_stored_and_the_export_alarm_i
     site = gw_site
     db = tmp_path / "vitals.db"
     ingest = IngestProcess(tmp_path / "ingest", mosquitto.url, f"sqlite:///{db}", "--site", site)
-    seen = MqttCollector(mosquitto.url, TOPICS.chair_filter("vitals", site), TOPICS.alarm_events_filter(site))
+    seen = MqttCollector(mosquitto.url, TOPICS.chair_filter("vitals", site), TOPICS.alarm_events_filter(site),
+                         TOPICS.chair_filter("alarms", site))
     try:
         ingest.start()
         time.sleep(0.5)  # the ingest subscribes right after connecting
@@ -101,6 +103,14 @@ def test_sample_messages_of_both_nibp_families_are_stored_and_the_export_alarm_i
         raised = export_events()[0]
         assert (raised["event"], raised["kind"], raised["priority"], raised["chair"]) == \
             ("raised", "technical", "medium", "c-07")
+        # The dashboard draws the chair's retained alarm list: the export alarm is the tile's alarm text.
+        assert wait_until(lambda: any(b"export_failed" in p for p in seen.payloads(TOPICS.alarms(site, "c-07")))), \
+            ingest.log()[-2000:]
+        live = LiveState()
+        live.apply_alarms(site, "c-07", [p for p in seen.payloads(TOPICS.alarms(site, "c-07")) if b"export_failed" in p][-1])
+        tile = live.tile(site, "c-07")
+        assert tile is not None and (tile.alarm_priority, tile.alarm_text) == \
+            ("medium", "Export to the record system (HL7) failing")
         seen.client.publish(TOPICS.export(site, "c-07"), json.dumps({**status, "state": "ok", "reason": None}),
                             qos=1, retain=True).wait_for_publish(5)
         assert wait_until(lambda: [e["event"] for e in export_events()] == ["raised", "cleared"], timeout=15)
