@@ -70,7 +70,8 @@ class Hl7Exporter:
         self._sessions: dict[tuple[str, str], list[Session]] = {}
         for session in self.outbox.sessions():
             self._remember(session)
-        self._failing: dict[tuple[str, str], str] = {}
+        # chairs published as failing: kept in the outbox, so the first AA after a restart still publishes ok
+        self._failing: dict[tuple[str, str], str] = self.outbox.failing()
         self._arrival: dict[tuple[str, str], int] = {}  # wall ms of each chair's newest numerics (close_due)
         self._lock = threading.RLock()
         self._wake = threading.Event()
@@ -195,16 +196,16 @@ class Hl7Exporter:
         if self._failing.get((site, chair)) == reason:
             return
         self._failing[(site, chair)] = reason
+        self.outbox.set_failing(site, chair, reason)
         pending = self.outbox.counts()["pending"]
         self._publish_status(site, chair, ExportStatus("hl7", "failing", now, reason, pending))
 
     def _ok(self, site: str, chair: str, now: int) -> None:
-        if self._failing.pop((site, chair), None) is not None:
-            self._publish_status(site, chair, ExportStatus("hl7", "ok", now, None, self.outbox.counts()["pending"]))
-        # a receiver back up: every chair failing only because the receiver was down is fine again
-        for other in [key for key, why in self._failing.items() if "refused" not in why]:
-            del self._failing[other]
-            self._publish_status(*other, ExportStatus("hl7", "ok", now, None, self.outbox.counts()["pending"]))
+        # this chair, and every chair failing only because the receiver was down, is fine again
+        for key in [k for k, why in self._failing.items() if k == (site, chair) or "refused" not in why]:
+            del self._failing[key]
+            self.outbox.set_failing(*key, None)
+            self._publish_status(*key, ExportStatus("hl7", "ok", now, None, self.outbox.counts()["pending"]))
 
     def _run(self) -> None:
         last_housekeeping = 0.0

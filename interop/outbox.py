@@ -2,8 +2,9 @@
 
 Tables: ``messages`` (one row per message, keyed so the same input never makes two: a redelivered MQTT message
 adds nothing), ``numerics`` (the readings of numerics intervals, with the key of the message that carried them
-once their interval was closed) and ``sessions`` (the chairs' sessions, so readings redelivered after a restart
-find theirs). Every change is committed before the exporter acknowledges the MQTT message that caused it.
+once their interval was closed), ``sessions`` (the chairs' sessions, so readings redelivered after a restart
+find theirs) and ``failing`` (chairs whose export was published as failing, so a restart still clears it).
+Every change is committed before the exporter acknowledges the MQTT message that caused it.
 States of a message: ``pending`` (to send, ``next_try_ms`` says when), ``sent`` (AA received), ``refused`` (AR:
 the receiver will never take it as it is; kept for people to look at, and the chair's export alarm raised).
 """
@@ -44,6 +45,12 @@ CREATE TABLE IF NOT EXISTS numerics (
     PRIMARY KEY (site, chair, ts)
 );
 CREATE INDEX IF NOT EXISTS numerics_open ON numerics (message_key, site, chair, ts);
+CREATE TABLE IF NOT EXISTS failing (
+    site TEXT NOT NULL,
+    chair TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (site, chair)
+);
 CREATE TABLE IF NOT EXISTS sessions (
     site TEXT NOT NULL,
     chair TEXT NOT NULL,
@@ -156,6 +163,22 @@ class Outbox:
         with self._lock:
             rows = self._db.execute("SELECT site, chair, payload FROM sessions ORDER BY started_at").fetchall()
         return [Session.from_payload(site, chair, payload) for site, chair, payload in rows]
+
+    # -- chairs whose export health was published as failing (so a restart still clears it) --------------
+
+    def failing(self) -> dict[tuple[str, str], str]:
+        """Return the chairs published as failing, with the reason."""
+        with self._lock:
+            rows = self._db.execute("SELECT site, chair, reason FROM failing").fetchall()
+        return {(site, chair): reason for site, chair, reason in rows}
+
+    def set_failing(self, site: str, chair: str, reason: str | None) -> None:
+        """Record a chair as failing (``reason``) or ok again (None)."""
+        with self._lock:
+            if reason is None:
+                self._db.execute("DELETE FROM failing WHERE site=? AND chair=?", (site, chair))
+            else:
+                self._db.execute("INSERT OR REPLACE INTO failing VALUES (?,?,?)", (site, chair, reason))
 
     # -- the sender's side --------------------------------------------------------------------------------
 
