@@ -5,7 +5,8 @@ median of each of hr/spo2/rr over the interval) and ``session_messages`` (a whol
 messages the live exporter sends). Only the pseudonymous patient ref leaves (PID-3), unless the site configured
 a lookup (``PatientLookup``, off by default) that adds its own identifier; never a name.
 Inbound: ``read_oru`` turns a PCD-01 message into contract readings, or raises ``Hl7Refusal`` with a code and
-a reason that the gateway answers with (AE/AR). docs/interoperability.md is the reference.
+a reason that the gateway answers with (AE/AR). docs/interoperability.md is the reference; tests/interop
+validates every kind of message with hl7apy (strict, HL7 v2.6) and reads it back with python-hl7.
 """
 
 from __future__ import annotations
