@@ -44,7 +44,7 @@ TECH_TEXT: Mapping[str, str] = {
     "offline": "Monitor offline",
     "nibp_overdue": "Cuff (NIBP) reading overdue",
     "notify_failed": "Staff notification could not be delivered",
-    "export_failed": "Export to the record system (HL7) failing",
+    "export_failed": "HL7 export failing",
 }
 
 

@@ -304,7 +304,7 @@ def test_export_failed_is_medium_and_clears_with_ok() -> None:
     assert eng.export_status(SITE, CHAIR, False, 500) == []  # ok for a chair never seen: nothing
     events = eng.export_status(SITE, CHAIR, True, 1000)
     assert kinds(events) == [("raised", "export_failed", "medium")]
-    assert events[0].kind == "technical" and events[0].text == "Export to the record system (HL7) failing"
+    assert events[0].kind == "technical" and events[0].text == "HL7 export failing"
     assert eng.export_status(SITE, CHAIR, True, 1500) == []  # still failing: one alarm
     assert kinds(eng.export_status(SITE, CHAIR, False, 2000)) == [("cleared", "export_failed", "medium")]
     assert eng.active(SITE, CHAIR) == []

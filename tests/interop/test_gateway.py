@@ -110,7 +110,7 @@ def test_sample_messages_of_both_nibp_families_are_stored_and_the_export_alarm_i
         live.apply_alarms(site, "c-07", [p for p in seen.payloads(TOPICS.alarms(site, "c-07")) if b"export_failed" in p][-1])
         tile = live.tile(site, "c-07")
         assert tile is not None and (tile.alarm_priority, tile.alarm_text) == \
-            ("medium", "Export to the record system (HL7) failing")
+            ("medium", "HL7 export failing")
         seen.client.publish(TOPICS.export(site, "c-07"), json.dumps({**status, "state": "ok", "reason": None}),
                             qos=1, retain=True).wait_for_publish(5)
         assert wait_until(lambda: [e["event"] for e in export_events()] == ["raised", "cleared"], timeout=15)
