@@ -15,7 +15,8 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "dashboard": ("ingest", "simulator", "infusion_monitor", "benchmarks"),
     "ingest": ("dashboard", "simulator", "infusion_monitor", "benchmarks"),
     "simulator": ("ingest", "dashboard", "infusion_monitor", "benchmarks"),
-    "vitals": ("ingest", "dashboard", "simulator", "infusion_monitor", "benchmarks"),
+    "vitals": ("ingest", "dashboard", "simulator", "interop", "infusion_monitor", "benchmarks"),
+    "interop": ("ingest", "dashboard", "simulator", "infusion_monitor", "benchmarks"),
 }
 
 

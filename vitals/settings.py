@@ -118,6 +118,18 @@ class Settings(BaseSettings):
     dashboard_max_request_kb: int = Field(1024, gt=0, description="largest request body the dashboard takes, KiB "
                                           "(callbacks, forms); larger ones get 413")
 
+    # FHIR export (``export fhir``; docs/interoperability.md)
+    fhir_url: str | None = Field(None, description="base URL of the FHIR R4 server `export fhir` POSTs a session's "
+                                 "transaction Bundle to")
+    fhir_token: SecretStr | None = Field(None, description="bearer token sent to the FHIR server (environment or file "
+                                         "only, never a flag)")
+    fhir_patient_system: str = Field("urn:infusion-monitor:patient-ref", description="identifier system under which "
+                                     "the record system knows the pseudonymous patient_ref")
+    fhir_identifier_system: str = Field("urn:infusion-monitor", description="prefix of the identifier systems of "
+                                        "exported sessions, devices and observations (`:session`, `:device`, "
+                                        "`:observation`)")
+    fhir_timeout_s: float = Field(30.0, gt=0, description="timeout of the POST to the FHIR server")
+
     @field_validator("dashboard_port", "http_port")
     @classmethod
     def _port(cls, value: int) -> int:
@@ -146,6 +158,10 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Order the sources: flags, then environment (INFUSION_*, then INFLUX_TOKEN), then the TOML file."""
         return init_settings, env_settings, InfluxTokenFallback(settings_cls), TomlConfigSettingsSource(settings_cls)
+
+    def fhir_bearer(self) -> str | None:
+        """Return the FHIR server's bearer token, if any."""
+        return None if self.fhir_token is None else self.fhir_token.get_secret_value()
 
     def token(self) -> str | None:
         """Return the InfluxDB token (or 1.x ``user:password``), if any."""
@@ -205,7 +221,7 @@ _DASHBOARD = tuple(name for name in Settings.model_fields if name.startswith("da
 # The settings each role reads (from the file, the environment and, where it has one, its flag). The demo is not
 # here: it fixes its own settings (FixedSettings) and reads no INFUSION_* variable, so it never pages real staff.
 ROLE_SETTINGS: dict[str, tuple[str, ...]] = {
-    "ingest": tuple(name for name in Settings.model_fields if not name.startswith("dashboard_")),
+    "ingest": tuple(name for name in Settings.model_fields if not name.startswith(("dashboard_", "fhir_"))),
     "dashboard": (*_MQTT, "topic_prefix", "site", *_STORE, "data_dir", *_DASHBOARD, "no_data_s", "cuff_interval_min",
                   "audio_pause_s"),
     "simulate": (*_MQTT, "topic_prefix"),  # its --site is the site it publishes as, a role option
@@ -213,11 +229,13 @@ ROLE_SETTINGS: dict[str, tuple[str, ...]] = {
     "replay": (*_MQTT, "topic_prefix", *_STORE),  # its --site names the recorded or stored site, a role option
     "user": ("dashboard_users_file",),
     "benchmarks": _STORE[1:],  # environment only: the suite starts its own servers and names their URLs
+    # its --site and --chair name the exported session, role options
+    "export-fhir": (*_STORE, "fhir_url", "fhir_token", "fhir_patient_system", "fhir_identifier_system", "fhir_timeout_s"),
 }
 # Roles whose settings come only from the environment and file (no settings flags of their own).
 ENVIRONMENT_ONLY_ROLES = ("benchmarks",)
 # Never a flag: a secret (command lines are visible to every local user) or a nested table.
-NO_FLAG = ("influx_token", "notify")
+NO_FLAG = ("influx_token", "fhir_token", "notify")
 # Flag spellings other than --field-name (kept from before the settings model made the flags).
 FLAG_NAMES = {"mqtt_client_id": "--client-id", **{name: "--" + name.removeprefix("dashboard_").replace("_", "-")
                                                     for name in _DASHBOARD}}
