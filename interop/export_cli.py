@@ -38,7 +38,7 @@ def find_session(store: Store, site: str, chair: str, session_id: str | None) ->
     if session_id is not None:
         sessions = [s for s in sessions if s.session_id == session_id]
     if not sessions:
-        which = f"session {session_id!r}" if session_id is not None else "any session"
+        which = f"session {session_id!r}" if session_id is not None else "session"
         raise SessionNotFound(f"the store has no {which} of site {site!r} chair {chair!r}")
     return max(sessions, key=lambda s: s.started_at)
 
