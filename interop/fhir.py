@@ -32,6 +32,7 @@ from interop.fhir_codes import (
     VITAL_SIGNS_PROFILE,
     Code,
 )
+from vitals.care import CareRecord
 from vitals.reading import Reading, format_ts
 from vitals.records import Session
 
@@ -64,6 +65,9 @@ class Infusion:
     status: str = "completed"  # MedicationAdministration.status: in-progress, completed, stopped, on-hold
     dose_mg_per_kg: float | None = None
     total_mg: float | None = None
+    total_is_delivered: bool = False  # total_mg is the amount delivered (infusion_stop), not the planned total
+    rate: float | None = None  # the rate, when it never changed during the infusion
+    rate_unit: str | None = None  # as the record gives it: ml/h, mg/h, mg/kg/h
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,10 +222,14 @@ class _Builder:
         dosage: dict[str, Any] = {"route": {"text": "Intravenous"}}
         text = [f"{infusion.dose_mg_per_kg:g} mg/kg" if infusion.dose_mg_per_kg is not None else None,
                 "IV infusion",
-                f"({self.data.weight_kg:g} kg)" if self.data.weight_kg is not None else None]
+                f"for {self.data.weight_kg:g} kg" if self.data.weight_kg is not None else None,
+                None if infusion.total_mg is None else
+                f"({infusion.total_mg:g} mg {'delivered' if infusion.total_is_delivered else 'planned'})"]
         dosage["text"] = " ".join(t for t in text if t)
         if infusion.total_mg is not None:
             dosage["dose"] = _quantity(infusion.total_mg, "mg")
+        if infusion.rate is not None and infusion.rate_unit in RATE_UCUM:
+            dosage["rateQuantity"] = _quantity(infusion.rate, RATE_UCUM[infusion.rate_unit])
         resource = {"resourceType": "MedicationAdministration", "status": infusion.status,
                     "identifier": [{"system": self.systems.observation, "value": identifier}],
                     "medicationCodeableConcept": {"text": infusion.drug},
@@ -229,6 +237,41 @@ class _Builder:
                     **effective, "device": [{"reference": self.device_url}], "dosage": dosage}
         self._add(_uuid_url(self.systems.observation, identifier), resource, "POST", "MedicationAdministration",
                   if_none_exist=f"identifier={self.systems.observation}|{identifier}")
+
+
+# -- from the session record (vitals.care) --------------------------------------------------------------------
+
+RATE_UCUM = {"ml/h": "mL/h", "mg/h": "mg/h", "mg/kg/h": "mg/kg/h"}
+
+
+def infusion_of(session: Session, events: Sequence[CareRecord]) -> Infusion | None:
+    """Return the infusion a session record shows, or None when it has no ``infusion_start`` (nothing given).
+
+    A device's session names the planned drug and dose, but only the record's events show that it was given.
+    Status: ``completed`` after ``infusion_stop``, ``on-hold`` while paused, else ``in-progress``. The dose is the
+    ``delivered_mg`` of the stop when recorded, else the session's planned ``total_mg`` (``dosage.text`` says
+    which). The rate is sent only when it never changed (a MedicationAdministration holds one rate).
+    """
+    started = [e for e in events if e.type == "infusion_start"]
+    if not started or not session.drug:
+        return None
+    stop = next((e for e in events if e.type == "infusion_stop"), None)
+    pauses = [e for e in events if e.type in ("pause", "resume")]
+    status = "completed" if stop else ("on-hold" if pauses and pauses[-1].type == "pause" else "in-progress")
+    delivered = stop.data.get("delivered_mg") if stop else None
+    total = delivered if delivered is not None else session.total_mg
+    rates = [e for e in events if e.type in ("infusion_start", "rate_change") and e.data.get("rate") is not None]
+    constant = len(rates) == 1 and not any(e.type == "rate_change" for e in events)
+    return Infusion(drug=session.drug, start_ms=started[0].ts, end_ms=stop.ts if stop else None, status=status,
+                    dose_mg_per_kg=session.dose_mg_per_kg, total_mg=total, total_is_delivered=delivered is not None,
+                    rate=rates[0].data["rate"] if constant else None,
+                    rate_unit=rates[0].data.get("rate_unit") if constant else None)
+
+
+def assessments_of(records: Sequence[CareRecord]) -> list[Assessment]:
+    """Return the scored assessments of a session record (scale, total, time); nothing else of them is exported."""
+    return [Assessment(r.data["scale"], int(r.data["total"]), r.ts) for r in records
+            if r.type == "assessment" and "total" in r.data]
 
 
 def _bp_panel(builder: _Builder, reading: Reading) -> None:

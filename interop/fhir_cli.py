@@ -22,8 +22,10 @@ from interop.fhir import (
     ExportRefused,
     FhirPostError,
     Systems,
+    assessments_of,
     build_bundle,
     bundle_json,
+    infusion_of,
     post_bundle,
     validate_bundle,
 )
@@ -46,7 +48,9 @@ def export_input(store: Store, site: str, chair: str, session_id: str | None, no
     session = find_session(store, site, chair, session_id)
     end = session.ended_at if session.ended_at is not None else now_ms
     readings = store.readings(site, chair, session.started_at, end + 1)
-    return ExportInput(session=session, readings=readings)
+    return ExportInput(session=session, readings=readings, weight_kg=session.weight_kg,
+                       infusion=infusion_of(session, store.infusion_events(site, chair, session.session_id)),
+                       assessments=assessments_of(store.assessments(site, chair, session.session_id)))
 
 
 def systems_of(settings: Settings) -> Systems:

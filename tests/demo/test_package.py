@@ -45,7 +45,7 @@ def package_files() -> list[str]:
 
 
 def test_the_wheel_carries_every_package_file(wheel: Path) -> None:
-    assert set(PACKAGES) == {"vitals", "ingest", "simulator", "dashboard", "infusion_monitor"}
+    assert set(PACKAGES) == {"vitals", "ingest", "simulator", "dashboard", "interop", "infusion_monitor"}
     names = set(zipfile.ZipFile(wheel).namelist())
     files = package_files()
     assert any(f.endswith(".toml") for f in files)  # scenarios: the data files this test is for

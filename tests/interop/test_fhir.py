@@ -24,6 +24,7 @@ from interop.fhir import (
     ExportRefused,
     Systems,
     build_bundle,
+    infusion_of,
     minute_medians,
     validate_bundle,
 )
@@ -31,6 +32,7 @@ from interop.fhir_codes import BY_KEY, CODES, DOC_PATH, code_table_markdown, doc
 from simulator.scenario import load_scenario
 from simulator.stream import generate
 from tests.interop.fhir_server import FhirServer
+from vitals.care import CareRecord, parse_record
 from vitals.reading import Reading, format_ts, validate_payload
 from vitals.records import AlarmEvent, AuditRecord, Session
 from vitals.store.sqlite import SQLiteStore
@@ -39,6 +41,19 @@ from vitals.topics import Topics
 START_MS = 1_767_600_000_000  # 2026-01-05T08:00:00Z
 SITE = "fhirlab"
 NAME = "Marguerite Okonkwo-Lindqvist"  # a name that must never reach a Bundle, a file, stdout or stderr
+# Chair 01's session record: (minutes after the session start, record). Staff and free text carry NAME.
+RECORD: list[tuple[float, dict[str, Any]]] = [
+    (1, {"type": "infusion_start", "rate": 52.5, "rate_unit": "mg/h"}),
+    (10, {"type": "assessment", "scale": "moaas", "score": 5}),
+    (15, {"type": "adverse_event", "kind": "nausea", "treatment": "ondansetron", "dose": "4 mg IV",
+          "text": f"{NAME} felt sick"}),
+    (20, {"type": "assessment", "scale": "nrs", "score": 3}),
+    (30, {"type": "note", "text": f"husband of {NAME} called"}),
+    (41, {"type": "infusion_stop", "delivered_mg": 34.8}),
+    (85, {"type": "assessment", "scale": "aldrete", "items": {"activity": 2, "respiration": 2, "circulation": 2,
+                                                                "consciousness": 2, "spo2": 2}}),
+    (88, {"type": "discharge", "override_reason": f"{NAME} insisted"}),
+]
 
 
 def fill_store(store: SQLiteStore, scenario: str, chairs: int, seed: int) -> None:
@@ -62,7 +77,15 @@ def store_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     path = tmp_path_factory.mktemp("fhir") / "vitals.db"
     store = SQLiteStore(path)
     fill_store(store, "normal", chairs=2, seed=11)
-    session = store.sessions(site=SITE, chair="01")[-1]
+    # Chair 01's session is a nurse's, with the session record (vitals.care); chair 02's stays a device's.
+    device_session = store.sessions(site=SITE, chair="01")[-1]
+    session = Session.from_payload(SITE, "01", json.dumps({
+        **device_session.to_json_obj(), "weight_kg": 70, "total_mg": 35.0, "baseline_sys": 124, "baseline_dia": 78,
+        "baseline_source": "entered", "started_by": NAME}))
+    store.write_sessions([session])
+    store.write_care_records([parse_record(SITE, "01", json.dumps({
+        "session_id": session.session_id, "author": NAME, "ts": session.started_at + minutes * MINUTE_MS, **record}),
+        session.started_at + 100 * MINUTE_MS) for minutes, record in RECORD])
     # Staff names where the store has free text: alarm events and audit records. None may be exported.
     store.write_alarm_events([AlarmEvent("a-1", SITE, "01", "spo2", "physiological", "high", "acknowledged", 88.0,
                                          90.0, session.started_at + 60_000, user=NAME, text=f"acked by {NAME}")])
@@ -136,6 +159,22 @@ def test_demo_session_bundle_validates_and_carries_the_loinc_codes(store_url: st
         assert first["effectivePeriod"] == {"start": "2026-01-05T08:00:00.000Z", "end": "2026-01-05T08:01:00.000Z"}
     spo2 = coded(bundle, "2708-6")[0]
     assert [c["code"] for c in spo2["code"]["coding"]] == ["2708-6", "59408-5"]
+
+    # From the session record: the weight, the infusion, and the one assessment with a LOINC code (pain NRS).
+    (weight,) = coded(bundle, "29463-7")
+    assert weight["valueQuantity"] == {"value": 70, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"}
+    assert weight["meta"]["profile"][-1] == "http://hl7.org/fhir/StructureDefinition/bodyweight"
+    (given,) = resources(bundle, "MedicationAdministration")
+    assert given["status"] == "completed" and given["medicationCodeableConcept"] == {"text": "ketamine"}
+    assert given["effectivePeriod"] == {"start": format_ts(session.started_at + MINUTE_MS),
+                                        "end": format_ts(session.started_at + 41 * MINUTE_MS)}
+    assert given["dosage"]["dose"]["value"] == 34.8 and given["dosage"]["dose"]["code"] == "mg"
+    assert given["dosage"]["rateQuantity"]["value"] == 52.5 and given["dosage"]["rateQuantity"]["code"] == "mg/h"
+    assert given["dosage"]["text"] == "0.5 mg/kg IV infusion for 70 kg (34.8 mg delivered)"
+    (pain,) = coded(bundle, "72514-3")
+    assert pain["valueInteger"] == 3 and pain["category"][0]["coding"][0]["code"] == "survey"
+    assert pain["effectiveDateTime"] == format_ts(session.started_at + 20 * MINUTE_MS)
+    assert len([r for r in resources(bundle, "Observation") if "valueInteger" in r]) == 1  # MOAA/S, Aldrete: no code
 
     # Every reference points at an entry of the Bundle.
     urls = {e["fullUrl"] for e in bundle["entry"]}
@@ -287,3 +326,25 @@ def test_the_code_table_is_documented_once_and_the_sample_validates() -> None:
     sample = json.loads(doc.split("```json\n", 1)[1].split("```", 1)[0])
     Bundle.model_validate(sample)
     validate_bundle(sample)
+
+
+def test_infusion_from_the_session_record() -> None:
+    session = Session(SITE, "03", "S-r", "active", START_MS, drug="ketamine", dose_mg_per_kg=0.5, patient_ref="P-1",
+                      weight_kg=80.0, total_mg=40.0)
+
+    def rec(minute: int, kind: str, **data: Any) -> CareRecord:
+        return CareRecord(SITE, "03", "S-r", START_MS + minute * MINUTE_MS, kind, "nurse.kim", data)
+
+    assert infusion_of(session, [rec(1, "note", text="x")]) is None  # planned is not given: no start, nothing sent
+    paused = infusion_of(session, [rec(1, "infusion_start", rate=60.0, rate_unit="mg/h"), rec(5, "pause")])
+    assert paused is not None and (paused.status, paused.end_ms, paused.rate) == ("on-hold", None, 60.0)
+    assert (paused.total_mg, paused.total_is_delivered) == (40.0, False)  # the planned total, said so in the text
+    changed = infusion_of(session, [rec(1, "infusion_start", rate=60.0, rate_unit="mg/h"),
+                                    rec(5, "rate_change", rate=40.0, rate_unit="mg/h"), rec(40, "infusion_stop")])
+    assert changed is not None and (changed.status, changed.rate, changed.end_ms) == (
+        "completed", None, START_MS + 40 * MINUTE_MS)
+    bundle = build_bundle(ExportInput(session, [], weight_kg=80.0, infusion=paused))
+    validate_bundle(bundle)
+    (given,) = resources(bundle, "MedicationAdministration")
+    assert given["status"] == "on-hold" and given["dosage"]["text"].endswith("(40 mg planned)")
+    assert "end" not in given["effectivePeriod"]
