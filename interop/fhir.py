@@ -34,7 +34,7 @@ from interop.fhir_codes import (
 )
 from vitals.care import CareRecord
 from vitals.reading import Reading, format_ts
-from vitals.records import Session
+from vitals.records import PATIENT_REF, Session
 
 MINUTE_MS = 60_000
 FHIR_JSON = "application/fhir+json"
@@ -123,9 +123,10 @@ def check_patient_ref(ref: str | None) -> str:
     """
     if ref is None or not ref.strip():
         raise ExportRefused("the session has no patient_ref: a FHIR export needs the pseudonymous patient reference")
-    if any(ch.isspace() for ch in ref) or "," in ref:
-        raise ExportRefused("the session's patient_ref contains a space or a comma, so it may be a name rather than a "
-                            "pseudonymous reference; it is not exported (correct the session record)")
+    if not PATIENT_REF.fullmatch(ref):
+        raise ExportRefused("the session's patient_ref is not of the pseudonymous form (a letter or digit, then "
+                            "letters, digits, _ . : - only, at most 64; no spaces), so it may be a name; it is not "
+                            "exported (correct the session record)")
     return ref
 
 
