@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import statistics
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterable, Sequence
@@ -402,6 +403,20 @@ def _outcome_text(body: bytes) -> str:
     except ValueError:
         pass
     return body[:300].decode("utf-8", "replace")
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def check_fhir_url(base_url: str, *, with_token: bool) -> str:
+    """Return a FHIR base URL fit to POST to, or raise ExportRefused: http(s) only, and a token only over https
+    (or to this machine), so the token never crosses a network in clear text."""
+    parts = urllib.parse.urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ExportRefused(f"the FHIR base URL must be http(s)://host[:port]/path, not {base_url!r}")
+    if with_token and parts.scheme == "http" and parts.hostname not in LOOPBACK:
+        raise ExportRefused(f"the FHIR token is not sent in clear text to {parts.hostname}: use an https:// URL")
+    return base_url
 
 
 def post_bundle(base_url: str, bundle: dict[str, Any], *, token: str | None = None, timeout_s: float = 30.0

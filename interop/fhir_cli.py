@@ -25,6 +25,7 @@ from interop.fhir import (
     assessments_of,
     build_bundle,
     bundle_json,
+    check_fhir_url,
     infusion_of,
     post_bundle,
     validate_bundle,
@@ -73,6 +74,12 @@ def run(args: argparse.Namespace) -> int:
     if args.out is None and not settings.fhir_url:
         print("export fhir: give --out FILE, or --fhir-url URL (or set INFUSION_FHIR_URL)", file=sys.stderr)
         return 2
+    if args.out is None:
+        try:
+            check_fhir_url(settings.fhir_url or "", with_token=settings.fhir_token is not None)
+        except ExportRefused as exc:
+            print(f"export fhir: {exc}", file=sys.stderr)
+            return 2
     now_ms = time.time_ns() // 1_000_000
     try:
         store = open_store_from(settings)

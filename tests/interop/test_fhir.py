@@ -256,6 +256,12 @@ def test_command_line_refusals(store_url: str, tmp_path: Path, capsys: pytest.Ca
     assert "no session 'S-nope'" in capsys.readouterr().err
     assert export(store_url, "--chair", "09", "--last", "--out", out) == 2
     assert "the store has no session of site 'fhirlab' chair '09'" in capsys.readouterr().err
+    assert export(store_url, "--chair", "01", "--last", "--fhir-url", "ftp://ehr.example/fhir") == 2
+    assert "must be http(s)" in capsys.readouterr().err
+    with pytest.MonkeyPatch.context() as env:  # a token never travels in clear text beyond this machine
+        env.setenv("INFUSION_FHIR_TOKEN", "t")
+        assert export(store_url, "--chair", "01", "--last", "--fhir-url", "http://ehr.example/fhir") == 2
+        assert "use an https:// URL" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # --session and --last exclude each other
         export(store_url, "--chair", "01", "--last", "--session", "S-1", "--out", out)
     capsys.readouterr()
