@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("simulator.replay_cli", "replay a recording or a stored session"),
     "demo": ("infusion_monitor.demo", "run the whole system on this machine, no servers needed"),
     "user": ("dashboard.users_cli", "manage dashboard users"),
-    "export": ("interop.export_cli", "send or write a stored session for a record system (FHIR R4)"),
+    "export": ("interop.export_cli", "send a stored session to a record system (FHIR R4)"),
 }
 
 

@@ -1,4 +1,4 @@
-"""Interoperability with record systems: sessions out as FHIR R4 (and HL7 v2), device readings in.
+"""Interoperability with clinical record systems: HL7 v2 (IHE PCD-01 over MLLP) and FHIR R4.
 
-Uses ``vitals`` only; never ``ingest``, ``dashboard`` or ``simulator`` (tests/test_imports.py).
+Uses ``vitals`` only (never ingest, dashboard or simulator); docs/interoperability.md describes the profiles.
 """

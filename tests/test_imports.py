@@ -1,5 +1,5 @@
-"""Packages point one way: vitals/ is the shared vocabulary; ingest/, dashboard/ and simulator/ never import each
-other, and vitals/ imports none of them (an AST scan of every module, including imports inside functions)."""
+"""Packages point one way: vitals/ is the shared vocabulary; ingest/, dashboard/, simulator/ and interop/ never
+import each other, and vitals/ imports none of them (an AST scan of every module, including imports inside functions)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ ROOT = Path(__file__).resolve().parents[1]
 ROLES = ("ingest", "dashboard", "simulator")
 # package -> the top-level packages it must never import
 FORBIDDEN: dict[str, tuple[str, ...]] = {
-    "dashboard": ("ingest", "simulator", "infusion_monitor", "benchmarks"),
-    "ingest": ("dashboard", "simulator", "infusion_monitor", "benchmarks"),
-    "simulator": ("ingest", "dashboard", "infusion_monitor", "benchmarks"),
-    "vitals": ("ingest", "dashboard", "simulator", "interop", "infusion_monitor", "benchmarks"),
+    "dashboard": ("ingest", "simulator", "interop", "infusion_monitor", "benchmarks"),
+    "ingest": ("dashboard", "simulator", "interop", "infusion_monitor", "benchmarks"),
+    "simulator": ("ingest", "dashboard", "interop", "infusion_monitor", "benchmarks"),
+    # record-system interoperability (HL7, FHIR) uses the shared vocabulary only
     "interop": ("ingest", "dashboard", "simulator", "infusion_monitor", "benchmarks"),
+    "vitals": ("ingest", "dashboard", "simulator", "interop", "infusion_monitor", "benchmarks"),
 }
 
 
