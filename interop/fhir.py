@@ -339,6 +339,31 @@ def build_bundle(data: ExportInput, systems: Systems | None = None, *, now_ms: i
     return {"resourceType": "Bundle", "type": "transaction", "entry": builder.entries}
 
 
+def sample_bundle() -> dict[str, Any]:
+    """Return the documented sample (docs/interoperability.md): an excerpt of a nurse-started session's Bundle.
+
+    The Patient, the Encounter, the infusion, one cuff reading and one minute of heart rate (60 readings).
+    """
+    start = 1_795_597_200_000  # 2026-11-25T09:00:00Z
+    session = Session("north", "07", "S-2026-11-25-c07-1", "ended", start, start + 90 * MINUTE_MS, drug="ketamine",
+                      dose_mg_per_kg=0.5, duration_min=40.0, patient_ref="P-7F3A2C", weight_kg=70.0, total_mg=35.0)
+    readings = [Reading("north", "07", start + i * 1000, hr=72.0 + i % 5, spo2=98.0, rr=14.0) for i in range(60)]
+    readings[0] = Reading("north", "07", start, hr=72.0, spo2=98.0, rr=14.0, sys=124.0, dia=78.0, map=93.0)
+    infusion = Infusion("ketamine", start + MINUTE_MS, start + 41 * MINUTE_MS, "completed", 0.5, 34.8, True,
+                        52.5, "mg/h")
+    bundle = build_bundle(ExportInput(session, readings, weight_kg=70.0, infusion=infusion))
+    wanted = ("Patient", "Encounter", "MedicationAdministration", "85354-9", "8867-4")
+    kept, seen = [], set()
+    for entry in bundle["entry"]:
+        resource = entry["resource"]
+        kind = resource["resourceType"]
+        what = resource["code"]["coding"][0]["code"] if kind == "Observation" else kind
+        if what in wanted and what not in seen:
+            seen.add(what)
+            kept.append(entry)
+    return {**bundle, "entry": kept}
+
+
 # -- validating ----------------------------------------------------------------------------------------------
 
 def _check_vital_signs(resource: dict[str, Any], where: str) -> list[str]:

@@ -26,9 +26,18 @@ from interop.fhir import (
     build_bundle,
     infusion_of,
     minute_medians,
+    sample_bundle,
     validate_bundle,
 )
-from interop.fhir_codes import BY_KEY, CODES, DOC_PATH, code_table_markdown, documented_table
+from interop.fhir_codes import (
+    BY_KEY,
+    CODES,
+    DOC_PATH,
+    code_table_markdown,
+    documented_sample,
+    documented_table,
+    sample_markdown,
+)
 from simulator.scenario import load_scenario
 from simulator.stream import generate
 from tests.interop.fhir_server import FhirServer
@@ -328,10 +337,13 @@ def test_the_code_table_is_documented_once_and_the_sample_validates() -> None:
     assert documented_table(doc) == code_table_markdown(), "run: python -m interop.fhir_codes --write-docs"
     assert {c.loinc for c in CODES} >= {"85354-9", "8480-6", "8462-4", "8478-0", "8867-4", "9279-1", "2708-6", "72514-3"}
     assert BY_KEY["spo2"].extra[0][0] == "59408-5"
-    # The sample bundle excerpt in the document is a valid R4 Bundle of this exporter's shape.
-    sample = json.loads(doc.split("```json\n", 1)[1].split("```", 1)[0])
+    # The sample bundle excerpt in the document is what the exporter makes, and a valid R4 Bundle.
+    assert documented_sample(doc) == sample_markdown(), "run: python -m interop.fhir_codes --write-docs"
+    sample = sample_bundle()
     Bundle.model_validate(sample)
     validate_bundle(sample)
+    assert [e["resource"]["resourceType"] for e in sample["entry"]] == [
+        "Patient", "Encounter", "MedicationAdministration", "Observation", "Observation"]
 
 
 def test_infusion_from_the_session_record() -> None:
