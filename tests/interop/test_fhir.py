@@ -41,9 +41,11 @@ from interop.fhir_codes import (
 from simulator.scenario import load_scenario
 from simulator.stream import generate
 from tests.interop.fhir_server import FhirServer
+from tests.servers import Influxd
 from vitals.care import CareRecord, parse_record
 from vitals.reading import Reading, format_ts, validate_payload
 from vitals.records import AlarmEvent, AuditRecord, Session
+from vitals.store import Store, open_store
 from vitals.store.sqlite import SQLiteStore
 from vitals.topics import Topics
 
@@ -65,12 +67,14 @@ RECORD: list[tuple[float, dict[str, Any]]] = [
 ]
 
 
-def fill_store(store: SQLiteStore, scenario: str, chairs: int, seed: int) -> None:
-    """Write a simulated site's readings and sessions, validated as the ingest validates them."""
+def fill_store(store: Store, chairs: int = 2, seed: int = 11) -> None:
+    """Write two chairs' simulated 'normal' sessions (90 simulated minutes each), validated as the ingest validates
+    them; chair 01's session becomes a nurse's, with its session record (vitals.care); chair 02's stays a device's.
+    """
     topics = Topics()
     readings: list[Reading] = []
     sessions: list[Session] = []
-    for msg in generate(load_scenario(scenario), site=SITE, chairs=chairs, seed=seed, start_ms=START_MS):
+    for msg in generate(load_scenario("normal"), site=SITE, chairs=chairs, seed=seed, start_ms=START_MS):
         chair = topics.parse_chair(msg.topic)
         if chair.kind == "vitals":
             readings += validate_payload(chair.site, chair.chair, msg.payload, msg.sim_ms).readings
@@ -78,15 +82,6 @@ def fill_store(store: SQLiteStore, scenario: str, chairs: int, seed: int) -> Non
             sessions.append(Session.from_payload(chair.site, chair.chair, msg.payload))
     store.write_readings(readings)
     store.write_sessions(sessions)
-
-
-@pytest.fixture(scope="module")
-def store_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A SQLite store holding two chairs' simulated 'normal' sessions (95 simulated minutes each)."""
-    path = tmp_path_factory.mktemp("fhir") / "vitals.db"
-    store = SQLiteStore(path)
-    fill_store(store, "normal", chairs=2, seed=11)
-    # Chair 01's session is a nurse's, with the session record (vitals.care); chair 02's stays a device's.
     device_session = store.sessions(site=SITE, chair="01")[-1]
     session = Session.from_payload(SITE, "01", json.dumps({
         **device_session.to_json_obj(), "weight_kg": 70, "total_mg": 35.0, "baseline_sys": 124, "baseline_dia": 78,
@@ -99,6 +94,14 @@ def store_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     store.write_alarm_events([AlarmEvent("a-1", SITE, "01", "spo2", "physiological", "high", "acknowledged", 88.0,
                                          90.0, session.started_at + 60_000, user=NAME, text=f"acked by {NAME}")])
     store.write_audit([AuditRecord(session.started_at + 60_000, "acknowledge", NAME, SITE, "01", "a-1", NAME)])
+
+
+@pytest.fixture(scope="module")
+def store_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A SQLite store filled by ``fill_store``."""
+    path = tmp_path_factory.mktemp("fhir") / "vitals.db"
+    store = SQLiteStore(path)
+    fill_store(store)
     store.close()
     yield f"sqlite:///{path}"
 
@@ -366,3 +369,14 @@ def test_infusion_from_the_session_record() -> None:
     (given,) = resources(bundle, "MedicationAdministration")
     assert given["status"] == "on-hold" and given["dosage"]["text"].endswith("(40 mg planned)")
     assert "end" not in given["effectivePeriod"]
+
+
+@pytest.mark.integration
+def test_an_influxdb_store_gives_the_same_bundle(influxd: Influxd, store_url: str, tmp_path: Path) -> None:
+    url = influxd.store_url("fhir_export")
+    store = open_store(url)
+    fill_store(store, chairs=1)
+    store.close()
+    for name, source in (("sqlite", store_url), ("influx", url)):
+        assert export(source, "--chair", "01", "--last", "--out", str(tmp_path / f"{name}.json")) == 0
+    assert (tmp_path / "influx.json").read_text() == (tmp_path / "sqlite.json").read_text()
