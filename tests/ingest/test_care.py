@@ -176,7 +176,7 @@ def test_a_missed_bp_check_raises_assessment_overdue_within_a_second(env: Env) -
     assert overdue_at <= raised["ts"] < overdue_at + 1000, raised["ts"] - overdue_at
     assert seen - overdue_at < 2000  # and it reached a subscriber promptly (shared CPU: generous)
     state = env.state(chair)
-    assert [i for i in state["due"] if i["id"] == "bp"][0]["overdue"] is True
+    assert next(i for i in state["due"] if i["id"] == "bp")["overdue"] is True
 
     ack = {"alarm_id": raised["alarm_id"], "user": "nurse.lee", "action": "acknowledge"}
     mosquitto_pub_lines(env.mosquitto.port, TOPICS.ack(SITE, chair), [json.dumps(ack)])
@@ -218,8 +218,8 @@ def test_discharge_refused_below_nine_and_before_observation_accepted_after_and_
     assert env.collector.wait_for(lambda c: env.state(chair)["readiness"]["ready"] is True, 10), env.state(chair)
     env.publish(chair, rec(sid, "discharge", now_ms()))
     assert env.collector.wait_for(lambda c: env.state(chair)["phase"] == "discharged", 10), env.rejected(chair)
-    [discharge] = env.store.discharges(SITE, chair, sid) if wait_until(
-        lambda: env.store.discharges(SITE, chair, sid), 10) else [None]
+    assert wait_until(lambda: env.store.discharges(SITE, chair, sid), 10)
+    [discharge] = env.store.discharges(SITE, chair, sid)
     assert discharge.data["accepted"] == "criteria" and discharge.author == "nurse.kim"
     assert {c["id"]: c["met"] for c in discharge.data["criteria"]} == {
         "infusion_stopped": True, "score": True, "observation": True, "vitals": True}
