@@ -1,13 +1,15 @@
 """``export fhir``: a simulated session in a real SQLite store, out as a FHIR R4 transaction Bundle.
 
-The store is filled the way the ingest fills it: the simulator's stream (simulator/stream.py, the messages a
-bedside device publishes) validated by the contract's own validation (vitals.reading, vitals.records) and
-written through the Store interface. The Bundle is validated with fhir.resources' R4B models, and POSTed to a
+The store holds the first sessions of the demo's clinic day: the simulator's stream of scenario clinic-day
+(simulator/stream.py: what the bedside devices publish, and the nurse's session record on the record topic)
+validated by the contract's own validation (vitals.reading, vitals.records, vitals.care) and written through
+the Store interface, as the ingest does. The Bundle is validated with fhir.resources' R4B models, and POSTed to a
 real HTTP server that answers as a FHIR server (tests/interop/fhir_server.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,48 +54,47 @@ from vitals.topics import Topics
 START_MS = 1_767_600_000_000  # 2026-01-05T08:00:00Z
 SITE = "fhirlab"
 NAME = "Marguerite Okonkwo-Lindqvist"  # a name that must never reach a Bundle, a file, stdout or stderr
-# Chair 01's session record: (minutes after the session start, record). Staff and free text carry NAME.
-RECORD: list[tuple[float, dict[str, Any]]] = [
-    (1, {"type": "infusion_start", "rate": 52.5, "rate_unit": "mg/h"}),
-    (10, {"type": "assessment", "scale": "moaas", "score": 5}),
-    (15, {"type": "adverse_event", "kind": "nausea", "treatment": "ondansetron", "dose": "4 mg IV",
+# Records added to chair 02's simulated session: (minutes after its start, record), all by NAME or about NAME.
+NAMED_RECORDS: list[tuple[float, dict[str, Any]]] = [
+    (7, {"type": "assessment", "scale": "nrs", "score": 2}),
+    (16, {"type": "adverse_event", "kind": "nausea", "treatment": "ondansetron", "dose": "4 mg IV",
           "text": f"{NAME} felt sick"}),
-    (20, {"type": "assessment", "scale": "nrs", "score": 3}),
-    (30, {"type": "note", "text": f"husband of {NAME} called"}),
-    (41, {"type": "infusion_stop", "delivered_mg": 34.8}),
-    (85, {"type": "assessment", "scale": "aldrete", "items": {"activity": 2, "respiration": 2, "circulation": 2,
-                                                                "consciousness": 2, "spo2": 2}}),
-    (88, {"type": "discharge", "override_reason": f"{NAME} insisted"}),
+    (31, {"type": "note", "text": f"husband of {NAME} called"}),
+    (103.5, {"type": "discharge", "override_reason": f"{NAME} insisted"}),
 ]
 
 
 def fill_store(store: Store, chairs: int = 2, seed: int = 11) -> None:
-    """Write two chairs' simulated 'normal' sessions (90 simulated minutes each), validated as the ingest validates
-    them; chair 01's session becomes a nurse's, with its session record (vitals.care); chair 02's stays a device's.
+    """Write the first sessions of the demo's clinic day (scenario clinic-day: the simulator plays the nurse on the
+    record topic) as the ingest validates them. Chair 02's session then gets staff and free text naming NAME.
     """
     topics = Topics()
     readings: list[Reading] = []
     sessions: list[Session] = []
-    for msg in generate(load_scenario("normal"), site=SITE, chairs=chairs, seed=seed, start_ms=START_MS):
+    records: list[CareRecord] = []
+    for msg in generate(load_scenario("clinic-day"), site=SITE, chairs=chairs, seed=seed, start_ms=START_MS,
+                        duration_s=110 * 60):
         chair = topics.parse_chair(msg.topic)
         if chair.kind == "vitals":
             readings += validate_payload(chair.site, chair.chair, msg.payload, msg.sim_ms).readings
         elif chair.kind == "session":
             sessions.append(Session.from_payload(chair.site, chair.chair, msg.payload))
+        elif chair.kind == "record":
+            records.append(parse_record(chair.site, chair.chair, msg.payload, msg.sim_ms))
     store.write_readings(readings)
     store.write_sessions(sessions)
-    device_session = store.sessions(site=SITE, chair="01")[-1]
-    session = Session.from_payload(SITE, "01", json.dumps({
-        **device_session.to_json_obj(), "weight_kg": 70, "total_mg": 35.0, "baseline_sys": 124, "baseline_dia": 78,
-        "baseline_source": "entered", "started_by": NAME}))
-    store.write_sessions([session])
-    store.write_care_records([parse_record(SITE, "01", json.dumps({
-        "session_id": session.session_id, "author": NAME, "ts": session.started_at + minutes * MINUTE_MS, **record}),
-        session.started_at + 100 * MINUTE_MS) for minutes, record in RECORD])
+    store.write_care_records(records)
+    if chairs < 2:
+        return
+    named = store.sessions(site=SITE, chair="02")[-1]
+    store.write_sessions([dataclasses.replace(named, started_by=NAME)])
+    store.write_care_records([parse_record(SITE, "02", json.dumps({
+        "session_id": named.session_id, "author": NAME, "ts": named.started_at + minutes * MINUTE_MS, **record}),
+        named.started_at + 200 * MINUTE_MS) for minutes, record in NAMED_RECORDS])
     # Staff names where the store has free text: alarm events and audit records. None may be exported.
-    store.write_alarm_events([AlarmEvent("a-1", SITE, "01", "spo2", "physiological", "high", "acknowledged", 88.0,
-                                         90.0, session.started_at + 60_000, user=NAME, text=f"acked by {NAME}")])
-    store.write_audit([AuditRecord(session.started_at + 60_000, "acknowledge", NAME, SITE, "01", "a-1", NAME)])
+    store.write_alarm_events([AlarmEvent("a-1", SITE, "02", "spo2", "physiological", "high", "acknowledged", 88.0,
+                                         90.0, named.started_at + 60_000, user=NAME, text=f"acked by {NAME}")])
+    store.write_audit([AuditRecord(named.started_at + 60_000, "acknowledge", NAME, SITE, "02", "a-1", NAME)])
 
 
 @pytest.fixture(scope="module")
@@ -131,8 +132,10 @@ def test_demo_session_bundle_validates_and_carries_the_loinc_codes(store_url: st
     store = SQLiteStore(store_url.removeprefix("sqlite:///"))
     session = store.sessions(site=SITE, chair="01")[-1]
     readings = store.readings(SITE, "01", session.started_at, session.ended_at + 1)
+    events = store.infusion_events(SITE, "01", session.session_id)
+    assessments = store.assessments(SITE, "01", session.session_id)
     store.close()
-    assert session.state == "ended" and len(readings) > 5000
+    assert session.state == "ended" and len(readings) > 6000 and session.started_by == "nurse.sim"
 
     # One Patient, by the pseudonymous reference only; one Encounter for the session; one Device.
     (patient,) = resources(bundle, "Patient")
@@ -161,7 +164,7 @@ def test_demo_session_bundle_validates_and_carries_the_loinc_codes(store_url: st
     for vital, loinc, unit, profile in (("hr", "8867-4", "/min", "heartrate"), ("rr", "9279-1", "/min", "resprate"),
                                         ("spo2", "2708-6", "%", "oxygensat")):
         observations = coded(bundle, loinc)
-        assert len(observations) == len(minutes) == 90  # 40 min infusion + 50 min observation
+        assert len(observations) == len(minutes) == 105  # 40 min infusion + 65 min observation
         first = observations[0]
         assert first["valueQuantity"]["code"] == unit and first["valueQuantity"]["system"] == "http://unitsofmeasure.org"
         assert first["meta"]["profile"][-1] == f"http://hl7.org/fhir/StructureDefinition/{profile}"
@@ -172,21 +175,30 @@ def test_demo_session_bundle_validates_and_carries_the_loinc_codes(store_url: st
     spo2 = coded(bundle, "2708-6")[0]
     assert [c["code"] for c in spo2["code"]["coding"]] == ["2708-6", "59408-5"]
 
-    # From the session record: the weight, the infusion, and the one assessment with a LOINC code (pain NRS).
+    # From the session record: the weight, the infusion, and the assessments with a LOINC code (pain NRS).
     (weight,) = coded(bundle, "29463-7")
-    assert weight["valueQuantity"] == {"value": 70, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"}
+    assert weight["valueQuantity"] == {"value": int(session.weight_kg), "unit": "kg",
+                                       "system": "http://unitsofmeasure.org", "code": "kg"}
     assert weight["meta"]["profile"][-1] == "http://hl7.org/fhir/StructureDefinition/bodyweight"
     (given,) = resources(bundle, "MedicationAdministration")
+    start = next(e for e in events if e.type == "infusion_start")
+    stop = next(e for e in events if e.type == "infusion_stop")
     assert given["status"] == "completed" and given["medicationCodeableConcept"] == {"text": "ketamine"}
-    assert given["effectivePeriod"] == {"start": format_ts(session.started_at + MINUTE_MS),
-                                        "end": format_ts(session.started_at + 41 * MINUTE_MS)}
-    assert given["dosage"]["dose"]["value"] == 34.8 and given["dosage"]["dose"]["code"] == "mg"
-    assert given["dosage"]["rateQuantity"]["value"] == 52.5 and given["dosage"]["rateQuantity"]["code"] == "mg/h"
-    assert given["dosage"]["text"] == "0.5 mg/kg IV infusion for 70 kg (34.8 mg delivered)"
-    (pain,) = coded(bundle, "72514-3")
-    assert pain["valueInteger"] == 3 and pain["category"][0]["coding"][0]["code"] == "survey"
-    assert pain["effectiveDateTime"] == format_ts(session.started_at + 20 * MINUTE_MS)
-    assert len([r for r in resources(bundle, "Observation") if "valueInteger" in r]) == 1  # MOAA/S, Aldrete: no code
+    assert given["effectivePeriod"] == {"start": format_ts(start.ts), "end": format_ts(stop.ts)}
+    assert given["dosage"]["dose"]["value"] == pytest.approx(session.total_mg) and given["dosage"]["dose"]["code"] == "mg"
+    assert given["dosage"]["text"] == f"0.5 mg/kg IV infusion for {session.weight_kg:g} kg ({session.total_mg:g} mg planned)"
+    if any(e.type == "rate_change" for e in events):
+        assert "rateQuantity" not in given["dosage"]
+    else:
+        assert given["dosage"]["rateQuantity"] == {"value": start.data["rate"], "unit": "mg/h",
+                                                   "system": "http://unitsofmeasure.org", "code": "mg/h"}
+    pains = [a for a in assessments if a.data["scale"] == "nrs"]
+    assert len(pains) >= 1 and {a.data["scale"] for a in assessments} >= {"cadss6", "moaas", "rass", "aldrete", "nrs"}
+    assert [(p["effectiveDateTime"], p["valueInteger"]) for p in coded(bundle, "72514-3")] == [
+        (format_ts(a.ts), a.data["total"]) for a in pains]
+    assert coded(bundle, "72514-3")[0]["category"][0]["coding"][0]["code"] == "survey"
+    # MOAA/S, RASS, CADSS-6, Aldrete, PADSS: no verified LOINC code, not exported
+    assert len([r for r in resources(bundle, "Observation") if "valueInteger" in r]) == len(pains)
 
     # Every reference points at an entry of the Bundle.
     urls = {e["fullUrl"] for e in bundle["entry"]}
@@ -195,9 +207,12 @@ def test_demo_session_bundle_validates_and_carries_the_loinc_codes(store_url: st
 
 
 def test_no_name_ever_leaves(store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Chair 02's session: NAME started it, wrote its records, is in a note, an adverse event, the discharge
+    # override, an alarm acknowledgement and the audit trail.
     out = tmp_path / "bundle.json"
-    assert export(store_url, "--chair", "01", "--last", "--out", str(out)) == 0
+    assert export(store_url, "--chair", "02", "--last", "--out", str(out)) == 0
     text = out.read_text() + "".join(capsys.readouterr())
+    assert len(coded(json.loads(out.read_text()), "72514-3")) >= 2  # NAME's own NRS went out, without NAME
     for part in NAME.replace("-", " ").split():
         assert part not in text
 
@@ -233,10 +248,10 @@ def test_post_to_a_fhir_server_with_the_token_from_the_settings(store_url: str, 
         assert request.headers["Content-Type"].startswith("application/fhir+json")
         assert request.headers["Authorization"] == "Bearer s3cret-token"
         assert json.loads(request.body) == json.loads(out.read_text())  # exactly the Bundle --out writes
+        sent = json.loads(out.read_text())
         observations = server.count("Observation")
-        assert observations == len(coded(json.loads(out.read_text()), "8867-4")) * 3 + len(
-            coded(json.loads(out.read_text()), "85354-9"))
-        assert server.count("Patient") == server.count("Encounter") == 1
+        assert observations == len(resources(sent, "Observation")) > 300
+        assert server.count("Patient") == server.count("Encounter") == server.count("MedicationAdministration") == 1
 
         # Sent again (a retry after a lost answer), nothing is created twice.
         assert export(store_url, "--chair", "02", "--last", "--fhir-url", server.base_url) == 0
