@@ -237,8 +237,9 @@ class _Builder:
                     "medicationCodeableConcept": {"text": infusion.drug},
                     "subject": {"reference": self.patient_url}, "context": {"reference": self.encounter_url},
                     **effective, "device": [{"reference": self.device_url}], "dosage": dosage}
-        self._add(_uuid_url(self.systems.observation, identifier), resource, "POST", "MedicationAdministration",
-                  if_none_exist=f"identifier={self.systems.observation}|{identifier}")
+        # A conditional update, like the Encounter: exported while running, it becomes completed when sent again.
+        self._add(_uuid_url(self.systems.observation, identifier), resource, "PUT",
+                  f"MedicationAdministration?identifier={self.systems.observation}|{identifier}")
 
 
 # -- from the session record (vitals.care) --------------------------------------------------------------------

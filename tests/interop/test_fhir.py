@@ -383,6 +383,9 @@ def test_infusion_from_the_session_record() -> None:
     validate_bundle(bundle)
     (given,) = resources(bundle, "MedicationAdministration")
     assert given["status"] == "on-hold" and given["dosage"]["text"].endswith("(40 mg planned)")
+    request = next(e["request"] for e in bundle["entry"] if e["resource"] is given)
+    assert request == {"method": "PUT", "url": "MedicationAdministration?identifier=urn:infusion-monitor:observation|"
+                                               f"{SITE}/03/S-r/infusion"}  # updated when the infusion completes
     assert "end" not in given["effectivePeriod"]
 
 
