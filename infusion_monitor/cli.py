@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("simulator.replay_cli", "replay a recording or a stored session"),
     "demo": ("infusion_monitor.demo", "run the whole system on this machine, no servers needed"),
     "user": ("dashboard.users_cli", "manage dashboard users"),
-    "export": ("interop.export_cli", "send a stored session to a record system (HL7 v2 over MLLP)"),
+    "export": ("interop.export_cli", "send a stored session to a record system (HL7 v2 over MLLP, FHIR R4)"),
     "hl7-export": ("interop.hl7_export_cli", "send active sessions' readings as HL7 v2 PCD-01 over MLLP, durably"),
     "hl7-gateway": ("interop.gateway_cli", "accept HL7 v2 PCD-01 readings over MLLP and publish them on MQTT"),
 }

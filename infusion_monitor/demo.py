@@ -216,6 +216,9 @@ def banner(demo: Demo, args: argparse.Namespace, data_dir: Path, temporary: bool
         f"  HL7 export: PCD-01 ORU^R01 over MLLP to a stand-in record system on {demo.urls.get('hl7', '-')}",
         "              (one message per cuff cycle and per minute of numerics; docs/interoperability.md)",
         f"  Data:       {data_dir} ({keep})",
+        f"  Export:     infusion-monitor export fhir --store-url sqlite:///{data_dir / 'vitals.db'} --site {args.site} "
+        "--chair 01 --last --out session.json",
+        "              (a chair's session as a FHIR R4 Bundle; docs/interoperability.md)",
         *([] if args.speed == 1 else [
             f"  Speed {args.speed:g}x: readings carry simulated time, which starts in the past so that none is in",
             "              the future; live tiles show them as old (never as current), trends and alarms follow",

@@ -1,4 +1,4 @@
-"""``infusion-monitor export FORMAT``: a stored session out to a record system (``hl7``; the FHIR helper adds ``fhir``)."""
+"""``infusion-monitor export FORMAT``: a stored session out to a record system (``hl7`` or ``fhir``)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import importlib
 # format -> (module with add_arguments/run, help)
 FORMATS: dict[str, tuple[str, str]] = {
     "hl7": ("interop.hl7_send_cli", "send a session as HL7 v2 PCD-01 ORU^R01 messages over MLLP"),
+    "fhir": ("interop.fhir_cli", "write or POST a session as a FHIR R4 transaction Bundle"),
 }
 
 

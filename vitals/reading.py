@@ -33,6 +33,8 @@ REFUSAL_CODES: tuple[str, ...] = (
     "bad_export",
     # a chair over its payload budget (ingest/fairness.py)
     "rate_limited",
+    # the session-record topic (vitals/care.py RECORD_REFUSAL_CODES)
+    "bad_record", "score_invalid", "no_session", "bad_sequence", "discharge_refused",
 )
 
 # Vitals in contract order, and the plausible range of each (inclusive). A value outside its range is a

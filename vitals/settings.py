@@ -99,6 +99,8 @@ class Settings(BaseSettings):
     no_data_s: float = Field(15.0, description="wall-clock seconds without readings before no_data")
     audio_pause_s: float = Field(120.0, description="length of an audio pause")
     notify: NotifySettings = Field(default_factory=NotifySettings, description="staff notifications ([notify] section)")
+    care_plan_file: Path | None = Field(None, description="TOML care plan (schedule, discharge criteria) overriding "
+                                        "the shipped one (docs/care-plan.md)")
 
     # Dashboard
     dashboard_host: str = Field("127.0.0.1", description="address the dashboard serves on")
@@ -143,6 +145,17 @@ class Settings(BaseSettings):
                                               "(hl7-gateway; required)")
     hl7_publish_timeout_s: float = Field(5.0, gt=0, description="the gateway answers AE when the broker has not "
                                          "accepted a publish within this time")
+    # FHIR export (``export fhir``; docs/interoperability.md)
+    fhir_url: str | None = Field(None, description="base URL of the FHIR R4 server `export fhir` POSTs a session's "
+                                 "transaction Bundle to")
+    fhir_token: SecretStr | None = Field(None, description="bearer token sent to the FHIR server (environment or file "
+                                         "only, never a flag)")
+    fhir_patient_system: str = Field("urn:infusion-monitor:patient-ref", description="identifier system under which "
+                                     "the record system knows the pseudonymous patient_ref")
+    fhir_identifier_system: str = Field("urn:infusion-monitor", description="prefix of the identifier systems of "
+                                        "exported sessions, devices and observations (`:session`, `:device`, "
+                                        "`:observation`)")
+    fhir_timeout_s: float = Field(30.0, gt=0, description="timeout of the POST to the FHIR server")
 
     @field_validator("dashboard_port", "http_port")
     @classmethod
@@ -172,6 +185,10 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Order the sources: flags, then environment (INFUSION_*, then INFLUX_TOKEN), then the TOML file."""
         return init_settings, env_settings, InfluxTokenFallback(settings_cls), TomlConfigSettingsSource(settings_cls)
+
+    def fhir_bearer(self) -> str | None:
+        """Return the FHIR server's bearer token, if any."""
+        return None if self.fhir_token is None else self.fhir_token.get_secret_value()
 
     def token(self) -> str | None:
         """Return the InfluxDB token (or 1.x ``user:password``), if any."""
@@ -233,9 +250,9 @@ _DASHBOARD = tuple(name for name in Settings.model_fields if name.startswith("da
 # The settings each role reads (from the file, the environment and, where it has one, its flag). The demo is not
 # here: it fixes its own settings (FixedSettings) and reads no INFUSION_* variable, so it never pages real staff.
 ROLE_SETTINGS: dict[str, tuple[str, ...]] = {
-    "ingest": tuple(name for name in Settings.model_fields if not name.startswith(("dashboard_", "hl7_"))),
+    "ingest": tuple(name for name in Settings.model_fields if not name.startswith(("dashboard_", "hl7_", "fhir_"))),
     "dashboard": (*_MQTT, "topic_prefix", "site", *_STORE, "data_dir", *_DASHBOARD, "no_data_s", "cuff_interval_min",
-                  "audio_pause_s"),
+                  "audio_pause_s", "care_plan_file"),
     "simulate": (*_MQTT, "topic_prefix"),  # its --site is the site it publishes as, a role option
     "record": (*_MQTT, "topic_prefix", "site"),
     "replay": (*_MQTT, "topic_prefix", *_STORE),  # its --site names the recorded or stored site, a role option
@@ -246,11 +263,13 @@ ROLE_SETTINGS: dict[str, tuple[str, ...]] = {
                    "hl7_fail_after"),
     "export-hl7": (*_STORE, *_HL7_OUT, "hl7_mllp"),  # `export hl7`: a stored session, sent at once (its --mllp is hl7_mllp)
     "hl7-gateway": (*_MQTT, "topic_prefix", "hl7_listen", "hl7_gateway_map_file", "hl7_publish_timeout_s"),
+    # its --site and --chair name the exported session, role options
+    "export-fhir": (*_STORE, "fhir_url", "fhir_token", "fhir_patient_system", "fhir_identifier_system", "fhir_timeout_s"),
 }
 # Roles whose settings come only from the environment and file (no settings flags of their own).
 ENVIRONMENT_ONLY_ROLES = ("benchmarks",)
 # Never a flag: a secret (command lines are visible to every local user) or a nested table.
-NO_FLAG = ("influx_token", "notify")
+NO_FLAG = ("influx_token", "fhir_token", "notify")
 # Flag spellings other than --field-name (kept from before the settings model made the flags).
 FLAG_NAMES = {"mqtt_client_id": "--client-id", "hl7_mllp": "--mllp", "hl7_listen": "--listen",
               "hl7_gateway_map_file": "--map-file", **{name: "--" + name.removeprefix("dashboard_").replace("_", "-")
