@@ -54,7 +54,7 @@ def _history(site: str, seed: int = 7) -> tuple[list[Made], list[Session], list[
         made.append(Made(chair, rnd.choice(RULES), raised, cleared, acked, tag, rnd.random() < 0.1))
     events, audit = [], []
     for n, m in enumerate(made):
-        rid, vital, direction, prio = m.rule
+        _rid, vital, direction, _prio = m.rule
         aid = f"{site}.{m.chair}.{vital}.{direction}.{m.raised + n}"
 
         def ev(kind: str, ts: int, _m: Made = m, _aid: str = aid, **extra: object) -> AlarmEvent:
