@@ -324,6 +324,10 @@ class AlarmEngine:
         self._touched.add((site, chair_id))
         self._limits_changed.add((site, chair_id))
 
+    def admin_overrides(self) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
+        """Return a copy of every chair's admin overrides (the dashboard's edits the engine applies)."""
+        return {key: {rid: dict(fields) for rid, fields in rules.items()} for key, rules in self._admin.items()}
+
     def to_state(self) -> dict[str, Any]:
         """Return the whole state as JSON-able data (see load_state); a snapshot sharing nothing mutable."""
         return {"version": STATE_VERSION, "chairs": [_chair_state(chair) for chair in self._chairs.values()]}

@@ -104,6 +104,7 @@ class Replay:
     chair_hours: float  # monitored session time within the period
     span_chair_hours: float  # time covered by readings, per chair, summed (what the benchmark counts)
     seconds: float
+    first_ms: int | None = None  # the oldest reading replayed
 
 
 def _session_inputs(sessions: Sequence[Session], since_ms: int, until_ms: int) -> list[tuple[int, int, Session]]:
@@ -186,7 +187,7 @@ def replay(store: Any, books: Sequence[RuleBook], *, since_ms: int, until_ms: in
     flush()
     feed_until(None)
     span = sum(last[k] - first[k] for k in first) / 3_600_000
-    return Replay(runs, count, chair_hours, span, time.perf_counter() - started)
+    return Replay(runs, count, chair_hours, span, time.perf_counter() - started, min(first.values(), default=None))
 
 
 def _readings(store: Any, site: str | None, chair: str | None, since_ms: int, until_ms: int) -> Iterator[Reading]:
@@ -276,7 +277,8 @@ def whatif(store: Any, current: RuleBook, alternative: RuleBook, *, since_ms: in
         "site": site, "since": format_ts(since_ms), "until": format_ts(until_ms),
         "chair_hours": round(result.chair_hours, 3),
         "replayed": {"readings": result.readings, "chair_hours": round(result.span_chair_hours, 3),
-                     "seconds": round(result.seconds, 3)},
+                     "seconds": round(result.seconds, 3),
+                     "from": format_ts(result.first_ms) if result.first_ms is not None else None},
         "current": cur.summary(result.chair_hours),
         "alternative": alt.summary(result.chair_hours),
         **compare(cur.episodes, alt.episodes, tags, until_ms),

@@ -143,3 +143,47 @@ def test_replaying_a_recording_gives_the_alarms_the_live_ingest_raised(
     assert live_raised == [(a[0], a[2], a[4]) for a in replayed]
     live_cleared = sorted((a[0], a[4]) for a in live_alarms if a[1] == "cleared")
     assert live_cleared == sorted((ep.alarm_id, ep.until) for ep in result.runs[0].episodes if ep.until is not None)
+
+
+def test_an_admin_sees_the_whatif_of_a_limits_edit_before_it_is_applied(
+        live: tuple[IngestProcess, Path], mosquitto: Mosquitto, site: str, tmp_path: Path) -> None:
+    """The dashboard asks the ingest (MQTT request/response); nothing is published until the second click."""
+    from dashboard.app import create_app
+    from dashboard.auth import UsersFile
+    from dashboard.services import Services
+    from tests.dashboard.test_limits import PASSWORD, save_request, signed_in
+
+    ingest, db = live
+    t0 = (int(time.time()) - 300) * 1000
+    mosquitto_pub_lines(mosquitto.port, TOPICS.vitals(site, "c-02"),
+                        _spo2(t0, range(0, 10), 97) + _spo2(t0, range(10, 30), 88) + _spo2(t0, range(30, 50), 97)
+                        + _spo2(t0, range(50, 90), 88) + _spo2(t0, range(90, 100), 97))
+    users = tmp_path / "users.json"
+    UsersFile(users).add("admin.lee", "admin", PASSWORD)
+    services = Services(FixedSettings(mqtt_url=mosquitto.url, store_url=f"sqlite:///{db}", dashboard_users_file=users,
+                                      site=site, data_dir=tmp_path))
+    app = create_app(services)
+    services.start()
+    limits = MqttCollector(mosquitto.url, TOPICS.limits(site, "c-02"))
+    store = SQLiteStore(db)
+    try:
+        assert wait_until(lambda: sum(e.event == "cleared" for e in store.alarm_events(site)) == 2, 20)
+        assert wait_until(lambda: getattr(services.state.chair_state(site, "c-02"), "effective_limits", None) is not None)
+        admin, headers = signed_in(app, "admin.lee")
+        values = {("spo2", "low_high"): 85, ("spo2", "low_medium"): 87}  # 88 % no longer below the medium limit
+        first = admin.post("/_dash-update-component", json=save_request(site, "c-02", values), headers=headers)
+        answer = json.dumps(first.get_json()["response"]["limits-feedback"])
+        assert '"whatif-current"' in answer and "What-if before applying" in answer, answer[:2000]
+        current = answer.split('"id": "whatif-current"')[0].rsplit('"children": "', 1)[1].split('"')[0]
+        alternative = answer.split('"id": "whatif-alternative"')[0].rsplit('"children": "', 1)[1].split('"')[0]
+        assert (current, alternative) == ("2", "0") and "Removed 2, added 0" in answer
+        assert not limits.wait_for(lambda c: c.messages, timeout=0.5)  # shown, not applied
+        seen = first.get_json()["response"]["limits-whatif-for"]["data"]
+        second = admin.post("/_dash-update-component", json=save_request(site, "c-02", values, seen), headers=headers)
+        assert "Saved" in second.get_data(as_text=True)
+        assert limits.wait_for(lambda c: c.messages, timeout=10)
+    finally:
+        store.close()
+        limits.close()
+        services.feed.client.publish(TOPICS.limits(site, "c-02"), "", qos=1, retain=True).wait_for_publish(5)  # type: ignore[union-attr]
+        services.stop()
