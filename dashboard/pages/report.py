@@ -53,6 +53,7 @@ def body(services: Services, choice: str, at: int | None = None) -> list[Any]:
     title, hours = RANGES.get(choice, RANGES["7d"])
     since = now - hours * 3_600_000
     scope = services.scope()
+    sites = "every site" if scope is None else scope if isinstance(scope, str) else ", ".join(sorted(scope))
     try:
         events = services.history.alarm_events(scope, None, since, now) if isinstance(scope, str) else \
             services.history.alarm_events(None, None, since, now)  # type: ignore[arg-type]
@@ -60,11 +61,10 @@ def body(services: Services, choice: str, at: int | None = None) -> list[Any]:
                                              since - SESSION_LOOKBACK_MS, now)
         audit = services.history.audit(scope if isinstance(scope, str) else None, since, now)
     except HistoryUnavailable as exc:
-        return [html.P(f"Report unavailable: the store is not answering ({exc}).", className="banner banner-warn",
+        return [html.P(f"Report of {sites} unavailable: the store is not answering ({exc}).", className="banner banner-warn",
                        id="report-unavailable")]
     report = build_report([e for e in events if in_scope(e.site, scope)], [s for s in sessions if in_scope(s.site, scope)],
                           [a for a in audit if a.site is not None and in_scope(a.site, scope)], since_ms=since, until_ms=now)
-    sites = "every site" if scope is None else scope if isinstance(scope, str) else ", ".join(sorted(scope))
     dur, ack, tag = report["duration"], report["time_to_ack"], report["actionability"]
 
     def fmt(value: Any, unit: str = "") -> str:

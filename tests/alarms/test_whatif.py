@@ -153,7 +153,7 @@ def test_an_admin_sees_the_whatif_of_a_limits_edit_before_it_is_applied(
     from dashboard.services import Services
     from tests.dashboard.test_limits import PASSWORD, save_request, signed_in
 
-    ingest, db = live
+    _ingest, db = live
     t0 = (int(time.time()) - 300) * 1000
     mosquitto_pub_lines(mosquitto.port, TOPICS.vitals(site, "c-02"),
                         _spo2(t0, range(0, 10), 97) + _spo2(t0, range(10, 30), 88) + _spo2(t0, range(30, 50), 97)
