@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from vitals.reading import parse_ts
@@ -38,6 +39,16 @@ def _period(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--until", type=_time, required=True, help="end of the period (RFC 3339), exclusive")
 
 
+def _workers(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 64:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of processes from 1 to 64")
+    return n
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``report`` and ``whatif`` subcommands."""
     subs = parser.add_subparsers(dest="alarms_command", required=True, metavar="{report,whatif}")
@@ -51,6 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     whatif.add_argument("--limits", type=_numbers, default=[], help="with --grid: limits to try, e.g. 86,88,90")
     whatif.add_argument("--delays", type=_numbers, default=[], help="with --grid: delays (s) to try, e.g. 10,15,30")
     whatif.add_argument("--format", choices=("md", "json"), default="md")
+    whatif.add_argument("--workers", type=_workers, default=min(os.cpu_count() or 1, 8),
+                        help="processes replaying chairs in parallel (default: one per core)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _whatif(args: argparse.Namespace, settings: object, store: object) -> int:
+    from vitals.store import open_store_from
+
     from .engine import EngineConfig
     from .rules import RulesError, load_rules
     from .whatif import grid, grid_markdown, layered, whatif, whatif_markdown
@@ -83,9 +98,10 @@ def _whatif(args: argparse.Namespace, settings: object, store: object) -> int:
         current = load_rules(settings.alarm_rules_file)  # type: ignore[attr-defined]
         config = EngineConfig.from_settings(settings)
         site = settings.site  # type: ignore[attr-defined]
+        parallel = {"workers": args.workers, "opener": lambda: open_store_from(settings)}  # type: ignore[arg-type]
         if args.grid:
             rows = grid(store, current, args.grid, args.limits, args.delays, since_ms=args.since,
-                        until_ms=args.until, site=site, config=config)
+                        until_ms=args.until, site=site, config=config, **parallel)
             sys.stdout.write(json.dumps(rows, indent=2) + "\n" if args.format == "json" else grid_markdown(rows))
             return 0
         if not args.rules:
@@ -101,6 +117,7 @@ def _whatif(args: argparse.Namespace, settings: object, store: object) -> int:
     except (RulesError, ValueError) as exc:
         print(f"infusion-monitor alarms whatif: {exc}", file=sys.stderr)
         return 2
-    doc = whatif(store, current, alternative, since_ms=args.since, until_ms=args.until, site=site, config=config)
+    doc = whatif(store, current, alternative, since_ms=args.since, until_ms=args.until, site=site, config=config,
+                 **parallel)
     sys.stdout.write(json.dumps(doc, indent=2) + "\n" if args.format == "json" else whatif_markdown(doc))
     return 0

@@ -15,7 +15,8 @@ docs/alarm-rules.md ("What-if replay").
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
@@ -128,43 +129,85 @@ def _session_inputs(sessions: Sequence[Session], since_ms: int, until_ms: int) -
 def replay(store: Any, books: Sequence[RuleBook], *, since_ms: int, until_ms: int, site: str | None = None,
            chair: str | None = None, config: EngineConfig | None = None,
            chair_overrides: Mapping[int, Mapping[tuple[str, str], Mapping[str, Mapping[str, Any]]]] | None = None,
-           ) -> Replay:
+           workers: int = 1, opener: Callable[[], Any] | None = None) -> Replay:
     """Replay the stored readings, sessions and acknowledgements of [since_ms, until_ms) under each book.
 
     ``chair_overrides`` gives, per book index, admin-style chair overrides set on that engine before the replay
-    (the dashboard's what-if of a chair edit).
+    (the dashboard's what-if of a chair edit). With ``workers`` > 1 and an ``opener`` (a function opening the
+    same store again), the chairs are shared among that many forked processes: the engine's state is per chair,
+    so replaying chair by chair gives exactly what one pass in time order gives. Only from a process without
+    other threads (the command line, the benchmark); the ingest replays in its own process (one chair).
     """
     started = time.perf_counter()
-    runs = [Run(AlarmEngine(book, config or EngineConfig())) for book in books]
-    for index, overrides in (chair_overrides or {}).items():
-        for (o_site, o_chair), rules in overrides.items():
-            runs[index].engine.set_chair_overrides(o_site, o_chair, rules)
-    sessions = [s for s in store.sessions(site=site, chair=chair, start_ms=since_ms - SESSION_LOOKBACK_MS,
-                                          end_ms=until_ms)]
+    sessions = list(store.sessions(site=site, chair=chair, start_ms=since_ms - SESSION_LOOKBACK_MS, end_ms=until_ms))
     chair_hours, _ = session_chair_hours(sessions, since_ms, until_ms)
-    inputs: list[tuple[int, int, Any]] = list(_session_inputs(sessions, since_ms, until_ms))
-    for e in store.alarm_events(site=site, chair=chair, start_ms=since_ms, end_ms=until_ms):
-        if e.event == "acknowledged":
-            inputs.append((e.ts, 2, e))
-    inputs.sort(key=lambda x: (x[0], x[1]))
-    pending = iter(inputs)
+    acks = [e for e in store.alarm_events(site=site, chair=chair, start_ms=since_ms, end_ms=until_ms)
+            if e.event == "acknowledged"]
+    job = _Job(list(books), since_ms, until_ms, site, config or EngineConfig(), dict(chair_overrides or {}),
+               sessions, acks)
+    if workers > 1 and opener is not None and chair is None:
+        chairs = sorted({(x.site, x.chair) for x in store.latest(site)} | {(x.site, x.chair) for x in sessions})
+        parts = [chairs[i::workers] for i in range(workers) if chairs[i::workers]]
+        results = _fork_all(job, parts, opener) if len(parts) > 1 else [job.run(store, parts[0] if parts else [])]
+    else:
+        results = [job.run(store, None, chair)]
+    runs = [Run(AlarmEngine(book, job.config)) for book in books]
+    count, first, span = 0, [], 0.0
+    for part in results:
+        for run, episodes in zip(runs, part["episodes"], strict=True):
+            run.episodes.extend(episodes)
+        count += part["count"]
+        first += part["first"]
+        span += part["span"]
+    for run in runs:
+        run.episodes.sort(key=lambda ep: (ep.since, ep.site, ep.chair, ep.key))
+    return Replay(runs, count, chair_hours, span, time.perf_counter() - started, min(first, default=None))
+
+
+@dataclass
+class _Job:
+    """One replay's inputs, run over all chairs in time order or over a list of chairs one by one."""
+
+    books: list[RuleBook]
+    since_ms: int
+    until_ms: int
+    site: str | None
+    config: EngineConfig
+    chair_overrides: dict[int, Mapping[tuple[str, str], Mapping[str, Mapping[str, Any]]]]
+    sessions: list[Session]
+    acks: list[AlarmEvent]
+
+    def run(self, store: Any, chairs: Sequence[tuple[str, str]] | None, chair: str | None = None) -> dict[str, Any]:
+        runs = [Run(AlarmEngine(book, self.config)) for book in self.books]
+        for index, overrides in self.chair_overrides.items():
+            for (o_site, o_chair), rules in overrides.items():
+                runs[index].engine.set_chair_overrides(o_site, o_chair, rules)
+        inputs: list[tuple[int, int, Any]] = list(_session_inputs(self.sessions, self.since_ms, self.until_ms))
+        inputs += [(e.ts, 2, e) for e in self.acks]
+        first: dict[tuple[str, str], int] = {}
+        last: dict[tuple[str, str], int] = {}
+        count = 0
+        if chairs is None:
+            count = _feed(runs, store.iter_readings(self.site, self.since_ms, self.until_ms, chair=chair), inputs,
+                          first, last)
+        else:
+            by_chair: dict[tuple[str, str], list[tuple[int, int, Any]]] = {}
+            for item in inputs:
+                by_chair.setdefault((item[2].site, item[2].chair), []).append(item)
+            for c_site, c_chair in chairs:
+                count += _feed(runs, store.iter_readings(c_site, self.since_ms, self.until_ms, chair=c_chair),
+                               by_chair.get((c_site, c_chair), []), first, last)
+        return {"episodes": [run.episodes for run in runs], "count": count, "first": list(first.values()),
+                "span": sum(last[k] - first[k] for k in first) / 3_600_000}
+
+
+def _feed(runs: Sequence[Run], readings: Iterable[Reading], inputs: list[tuple[int, int, Any]],
+          first: dict[tuple[str, str], int], last: dict[tuple[str, str], int]) -> int:
+    """Feed readings (in time order) to every run, with the session and acknowledgement inputs at their times."""
+    pending = iter(sorted(inputs, key=lambda x: (x[0], x[1])))
     nxt = next(pending, None)
-    first: dict[tuple[str, str], int] = {}
-    last: dict[tuple[str, str], int] = {}
-    count = 0
-
-    def feed_until(ts: int | None) -> Any:
-        nonlocal nxt
-        while nxt is not None and (ts is None or nxt[0] <= ts):
-            at, kind, item = nxt
-            for run in runs:
-                if kind == 2:
-                    run.take(_ack(run.engine, item))
-                else:
-                    run.take(run.engine.on_session(item, at))
-            nxt = next(pending, None)
-
     batch: list[Reading] = []
+    count = 0
 
     def flush() -> None:
         if batch:
@@ -172,7 +215,15 @@ def replay(store: Any, books: Sequence[RuleBook], *, since_ms: int, until_ms: in
                 run.take(run.engine.on_readings(batch))
             batch.clear()
 
-    for reading in _readings(store, site, chair, since_ms, until_ms):
+    def feed_until(ts: int | None) -> None:
+        nonlocal nxt
+        while nxt is not None and (ts is None or nxt[0] <= ts):
+            at, kind, item = nxt
+            for run in runs:
+                run.take(_ack(run.engine, item) if kind == 2 else run.engine.on_session(item, at))
+            nxt = next(pending, None)
+
+    for reading in readings:
         if nxt is not None and nxt[0] <= reading.ts_ms:
             flush()
             feed_until(reading.ts_ms)
@@ -186,12 +237,45 @@ def replay(store: Any, books: Sequence[RuleBook], *, since_ms: int, until_ms: in
         count += 1
     flush()
     feed_until(None)
-    span = sum(last[k] - first[k] for k in first) / 3_600_000
-    return Replay(runs, count, chair_hours, span, time.perf_counter() - started, min(first.values(), default=None))
+    return count
 
 
-def _readings(store: Any, site: str | None, chair: str | None, since_ms: int, until_ms: int) -> Iterator[Reading]:
-    yield from store.iter_readings(site, since_ms, until_ms, chair=chair)
+def _fork_all(job: _Job, parts: list[list[tuple[str, str]]], opener: Callable[[], Any]) -> list[dict[str, Any]]:
+    """Run the job's chair lists in forked processes (each opening the store again); return their results."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    pipes = []
+    for part in parts:
+        here, there = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_child, args=(job, part, opener, there), daemon=True)
+        proc.start()
+        there.close()
+        pipes.append((proc, here))
+    results = []
+    for proc, pipe in pipes:
+        try:
+            outcome = pipe.recv()
+        except EOFError:
+            outcome = {"error": f"replay worker exited with {proc.exitcode}"}
+        proc.join()
+        if "error" in outcome:
+            raise RuntimeError(outcome["error"])
+        results.append(outcome)
+    return results
+
+
+def _child(job: _Job, part: list[tuple[str, str]], opener: Callable[[], Any], pipe: Any) -> None:
+    try:
+        store = opener()
+        try:
+            pipe.send(job.run(store, part))
+        finally:
+            store.close()
+    except BaseException as exc:  # the parent must hear of it, not wait forever
+        pipe.send({"error": f"{type(exc).__name__}: {exc}"[:500]})
+    finally:
+        pipe.close()
 
 
 def _ack(engine: AlarmEngine, event: AlarmEvent) -> list[AlarmEvent]:
@@ -204,20 +288,44 @@ def _ack(engine: AlarmEngine, event: AlarmEvent) -> list[AlarmEvent]:
     return []
 
 
-def _overlaps(a: Episode, b: Episode, end_ms: int) -> bool:
-    return (a.site, a.chair, a.key) == (b.site, b.chair, b.key) and a.since <= (b.until or end_ms) \
-        and b.since <= (a.until or end_ms)
+def _index(episodes: Sequence[Episode]) -> dict[tuple[str, str, str], tuple[list[int], list[Episode]]]:
+    """Return episodes by (site, chair, key), sorted by start (one key's episodes never overlap each other)."""
+    groups: dict[tuple[str, str, str], list[Episode]] = {}
+    for ep in episodes:
+        groups.setdefault((ep.site, ep.chair, ep.key), []).append(ep)
+    out = {}
+    for key, items in groups.items():
+        items.sort(key=lambda e: e.since)
+        out[key] = ([e.since for e in items], items)
+    return out
+
+
+def _matches(ep: Episode, index: Mapping[tuple[str, str, str], tuple[list[int], list[Episode]]],
+             end_ms: int) -> list[Episode]:
+    """Return the indexed episodes of the same chair and key that overlap ``ep`` in time."""
+    found = index.get((ep.site, ep.chair, ep.key))
+    if found is None:
+        return []
+    starts, items = found
+    i = bisect_right(starts, ep.until if ep.until is not None else end_ms)
+    out = []
+    while i > 0 and (items[i - 1].until if items[i - 1].until is not None else end_ms) >= ep.since:
+        out.append(items[i - 1])
+        i -= 1
+    return out
 
 
 def compare(current: Sequence[Episode], alternative: Sequence[Episode], tags: Mapping[str, AlarmEvent],
             until_ms: int) -> dict[str, list[dict[str, Any]]]:
     """Return ``removed``, ``added``, ``delayed`` and ``actionable_suppressed`` between two runs' episodes.
 
-    ``tags`` maps alarm ids to their stored ``acknowledged`` events (with the actionability tag).
+    Episodes pair when they are of the same chair and key and overlap in time. ``tags`` maps alarm ids to their
+    stored ``acknowledged`` events (with the actionability tag).
     """
     removed, delayed, suppressed = [], [], []
+    alt_index, cur_index = _index(alternative), _index(current)
     for ep in current:
-        matches = [alt for alt in alternative if _overlaps(ep, alt, until_ms)]
+        matches = _matches(ep, alt_index, until_ms)
         tag = tags.get(ep.alarm_id)
         actionable = tag is not None and tag.actionable == "actionable"
         if not matches:
@@ -232,7 +340,7 @@ def compare(current: Sequence[Episode], alternative: Sequence[Episode], tags: Ma
             if actionable and tag is not None:
                 suppressed.append({**ep.to_json_obj(), "change": "delayed", "delay_s": later / 1000,
                                    "reason": tag.reason, "acknowledged_by": tag.user})
-    added = [alt.to_json_obj() for alt in alternative if not any(_overlaps(alt, ep, until_ms) for ep in current)]
+    added = [alt.to_json_obj() for alt in alternative if not _matches(alt, cur_index, until_ms)]
     return {"removed": removed, "added": added, "delayed": delayed, "actionable_suppressed": suppressed}
 
 
@@ -261,15 +369,18 @@ def whatif(store: Any, current: RuleBook, alternative: RuleBook, *, since_ms: in
            site: str | None = None, chair: str | None = None, config: EngineConfig | None = None,
            alternative_chair: Mapping[tuple[str, str], Mapping[str, Mapping[str, Any]]] | None = None,
            current_chair: Mapping[tuple[str, str], Mapping[str, Mapping[str, Any]]] | None = None,
-           ) -> dict[str, Any]:
-    """Return the what-if of a period (keys: WHATIF_KEYS): the rules in force against an alternative."""
+           workers: int = 1, opener: Callable[[], Any] | None = None) -> dict[str, Any]:
+    """Return the what-if of a period (keys: WHATIF_KEYS): the rules in force against an alternative.
+
+    ``workers`` and ``opener``: see ``replay``.
+    """
     overrides = {}
     if current_chair:
         overrides[0] = current_chair
     if alternative_chair:
         overrides[1] = {**(current_chair or {}), **alternative_chair}
     result = replay(store, [current, alternative], since_ms=since_ms, until_ms=until_ms, site=site, chair=chair,
-                    config=config, chair_overrides=overrides)
+                    config=config, chair_overrides=overrides, workers=workers, opener=opener)
     tags = {e.alarm_id: e for e in store.alarm_events(site=site, chair=chair, start_ms=since_ms, end_ms=until_ms)
             if e.event == "acknowledged"}
     cur, alt = result.runs
@@ -307,7 +418,8 @@ def whatif_markdown(doc: Mapping[str, Any]) -> str:
 
 def grid(store: Any, current: RuleBook, rule_id: str, limits: Sequence[float], delays: Sequence[float], *,
          since_ms: int, until_ms: int, site: str | None = None, config: EngineConfig | None = None,
-         tags: Mapping[str, AlarmEvent] | None = None) -> list[dict[str, Any]]:
+         tags: Mapping[str, AlarmEvent] | None = None, workers: int = 1,
+         opener: Callable[[], Any] | None = None) -> list[dict[str, Any]]:
     """Sweep one rule's limit and delay: one replay pass with an engine per combination; return table rows."""
     base = next((r for r in current.rules if r.id == rule_id), None)
     if base is None:
@@ -320,7 +432,8 @@ def grid(store: Any, current: RuleBook, rule_id: str, limits: Sequence[float], d
             changes["limit"] = float(lim)
         books.append(replace(current, rules=tuple(replace(r, **changes) if r.id == rule_id else r
                                                   for r in current.rules), _cache={}))
-    result = replay(store, books, since_ms=since_ms, until_ms=until_ms, site=site, config=config)
+    result = replay(store, books, since_ms=since_ms, until_ms=until_ms, site=site, config=config, workers=workers,
+                    opener=opener)
     if tags is None:
         tags = {e.alarm_id: e for e in store.alarm_events(site=site, start_ms=since_ms, end_ms=until_ms)
                 if e.event == "acknowledged"}
