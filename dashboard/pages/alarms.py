@@ -116,7 +116,7 @@ def register(app: Dash, services: Services) -> None:
         return rows(services)
 
     @app.callback(
-        Output("alarms-feedback", "children"),
+        Output("alarms-feedback", "children"), Output("ack-reason", "value"),
         Input({"type": "ack-btn", "site": ALL, "chair": ALL, "alarm": ALL}, "n_clicks"),
         Input({"type": "pause-btn", "site": ALL, "chair": ALL, "alarm": ALL}, "n_clicks"),
         Input({"type": "ack-tag-btn", "site": ALL, "chair": ALL, "alarm": ALL, "tag": ALL}, "n_clicks"),
@@ -127,11 +127,13 @@ def register(app: Dash, services: Services) -> None:
                      reason: str | None) -> Any:
         trigger = ctx.triggered_id
         if not isinstance(trigger, dict) or not any(t.get("value") for t in ctx.triggered):
-            return no_change()
+            return no_change(), no_change()
         action = "pause_audio" if trigger.get("type") == "pause-btn" else "acknowledge"
         tag = str(trigger.get("tag")) if trigger.get("type") == "ack-tag-btn" else None
-        return send(services, str(trigger["site"]), str(trigger["chair"]), str(trigger["alarm"]), action, tag,
+        said = send(services, str(trigger["site"]), str(trigger["chair"]), str(trigger["alarm"]), action, tag,
                     reason if isinstance(reason, str) else None)
+        # The reason went with this acknowledgement: cleared, so it is never sent with the next one by mistake.
+        return said, "" if action == "acknowledge" and said.startswith("Acknowledgement") else no_change()
 
 
 def no_change() -> Any:

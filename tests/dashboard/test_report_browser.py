@@ -41,6 +41,7 @@ def test_acknowledged_as_not_actionable_shows_on_the_report(browser, mosquitto: 
         page.wait_for_function("() => document.querySelector('#alarms-feedback').innerText.includes('not actionable')",
                                timeout=10_000)
         assert "probe slipped" in page.locator("#alarms-feedback").inner_text()
+        assert page.locator("#ack-reason").input_value() == ""  # never sent again with the next acknowledgement
         assert wait_until(lambda: any(e.event == "acknowledged" for e in store.alarm_events(site)), 20), \
             ingest.log()[-3000:]
         [acked] = [e for e in store.alarm_events(site) if e.event == "acknowledged"]

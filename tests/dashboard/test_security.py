@@ -113,7 +113,8 @@ def test_a_south_dashboard_serves_nothing_of_north(users_file: Path, config: dic
     north = bodies(client, NORTH)
     assert len(north) == 11  # every server-side callback of the app
     naming = [b for b in north if NORTH in named_sites(b)]
-    assert {b["output"] for b in naming} >= {"page.children", "chair-live.children", "alarms-feedback.children",
+    assert {b["output"] for b in naming} >= {"page.children", "chair-live.children",
+                                             "..alarms-feedback.children...ack-reason.value..",
                                              "..limits-feedback.children...limits-whatif-for.data.."}
     for body in north:
         response = callback(client, body)
