@@ -38,8 +38,11 @@ def test_acknowledged_as_not_actionable_shows_on_the_report(browser, mosquitto: 
         screens = screenshot_dir(tmp_path)
         page.screenshot(path=str(screens / "alarms-ack-tags.png"))
         row.locator(".btn-tag-not_actionable").click()
-        page.wait_for_function("() => document.querySelector('#alarms-feedback').innerText.includes('not actionable')",
-                               timeout=10_000)
+        try:
+            page.wait_for_function("() => document.querySelector('#alarms-feedback').innerText.includes('not actionable')",
+                                   timeout=20_000)
+        except Exception:
+            raise AssertionError(f"feedback: {page.locator('#alarms-feedback').inner_text()!r}, errors {page.errors}") from None
         assert "probe slipped" in page.locator("#alarms-feedback").inner_text()
         assert page.locator("#ack-reason").input_value() == ""  # never sent again with the next acknowledgement
         assert wait_until(lambda: any(e.event == "acknowledged" for e in store.alarm_events(site)), 20), \
