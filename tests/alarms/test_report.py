@@ -158,3 +158,21 @@ def test_the_document_lists_every_report_and_whatif_key() -> None:
     whatif = text[text.index("## What-if replay"):]
     for key in (*WHATIF_KEYS, *RUN_KEYS):
         assert f"`{key}`" in whatif, key
+
+
+def test_bad_input_gets_a_clear_refusal(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path / 'v.db'}"
+    period = ["--store-url", url, "--since", format_ts(T0), "--until", format_ts(T0 + HOUR)]
+    with pytest.raises(SystemExit):
+        main(["alarms", "report", "--store-url", url, "--since", "yesterday", "--until", format_ts(T0)])
+    assert "not an RFC 3339 time" in capsys.readouterr().err
+    assert main(["alarms", "report", "--store-url", url, "--since", format_ts(T0), "--until", format_ts(T0)]) == 2
+    assert "--until must be after --since" in capsys.readouterr().err
+    alt = tmp_path / "alt.toml"
+    alt.write_text("[rules.spo2-low-typo]\ndelay_s = 30\n")
+    assert main(["alarms", "whatif", *period, "--rules", str(alt)]) == 2
+    assert "no rule with id 'spo2-low-typo'" in capsys.readouterr().err
+    assert main(["alarms", "whatif", *period]) == 2
+    assert "give --rules ALT.toml or --grid RULE" in capsys.readouterr().err
+    assert main(["alarms", "whatif", *period, "--grid", "nope"]) == 2
+    assert "no rule 'nope'" in capsys.readouterr().err
