@@ -57,7 +57,8 @@ def test_quick_run_measures_every_benchmark_and_writes_json_and_doc(tmp_path: Pa
     assert results["scaleout"]["site_partition"]["written_once"]
     for backend, readings in (("sqlite", 2 * 1800), ("influxdb", 2 * 900)):  # every generated reading replayed
         rep = results["replay"][backend]
-        assert rep["readings"] == rep["readings_read"] == readings and rep["alarms_current"] > rep["alarms_alternative"]
+        assert rep["readings"] == rep["readings_read"] == readings
+        assert rep["alarms_current"] >= rep["alarms_alternative"] and rep["alarms_current"] > 0
 
     doc = report.render(data)
     assert "## Machine" in doc and data["machine"]["cpu"] in doc
