@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import browser, latency, queries, report, scaleout, throughput
+from benchmarks import browser, latency, queries, replay, report, scaleout, throughput
 from benchmarks.harness import Context, Sizes, machine
 
-NAMES = ("throughput", "latency", "queries", "scaleout", "dashboard_browser")
+NAMES = ("throughput", "latency", "queries", "scaleout", "dashboard_browser", "replay")
 
 
 def run(quick: bool = False, only: list[str] | None = None, results_path: Path | None = None,
@@ -43,6 +43,8 @@ def run(quick: bool = False, only: list[str] | None = None, results_path: Path |
                     results[name] = scaleout.run(ctx, (results.get("throughput") or {}).get("influxdb", {}).get("ours"))
                 elif name == "dashboard_browser":
                     results[name] = browser.run(ctx)
+                elif name == "replay":
+                    results[name] = replay.run(ctx)
             except Exception as exc:  # one broken benchmark must not lose the others' figures
                 results[name] = {"error": f"{type(exc).__name__}: {exc}"[-800:]}
             print(f"   {name} took {time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)

@@ -8,7 +8,7 @@ from typing import Any
 from dash import Dash
 
 from dashboard import guards, layouts
-from dashboard.pages import alarms, chair, login, overview
+from dashboard.pages import alarms, chair, login, overview, report
 from dashboard.services import Services
 
 ASSETS = Path(__file__).with_name("assets")
@@ -34,10 +34,12 @@ def create_app(services: Services) -> Dash:
     login.install(app.server, services.gate, services.config.site)
     chair.install_export(app.server, services)
     app.layout = lambda: layouts.shell(services)
-    layouts.register(app, services, {"overview": overview, "chair": chair, "alarms": alarms})
+    layouts.register(app, services, {"overview": overview, "chair": chair, "alarms": alarms,
+                                             "report": report})
     overview.register(app, services)
     chair.register(app, services)
     alarms.register(app, services)
+    report.register(app, services)
     _install_health(app.server, services)
     guards.install(app.server, services, ASSETS)
     services.gate.set_script_hashes(list(app.csp_hashes()))

@@ -39,7 +39,8 @@ def shell(services: Services) -> html.Div:
                     html.Nav(
                         [dcc.Link("Overview", href="/", className="nav-link", id="nav-overview"),
                          dcc.Link(["Alarms ", html.Span("0", id="nav-alarm-count", className="count count-none")],
-                                  href="/alarms", className="nav-link", id="nav-alarms")],
+                                  href="/alarms", className="nav-link", id="nav-alarms"),
+                         dcc.Link("Report", href="/report", className="nav-link", id="nav-report")],
                         className="nav",
                     ),
                     html.Div(
@@ -88,6 +89,8 @@ def register(app: Dash, services: Services, pages: dict[str, Any]) -> None:
             return pages["overview"].layout(services)
         if path == "/alarms":
             return pages["alarms"].layout(services)
+        if path == "/report":
+            return pages["report"].layout(services)
         parts = path.strip("/").split("/")
         if len(parts) == 3 and parts[0] == "chair" and services.may_see(parts[1]):
             return pages["chair"].layout(services, parts[1], parts[2])

@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("interop.export_cli", "send a stored session to a record system (HL7 v2 over MLLP, FHIR R4)"),
     "hl7-export": ("interop.hl7_export_cli", "send active sessions' readings as HL7 v2 PCD-01 over MLLP, durably"),
     "hl7-gateway": ("interop.gateway_cli", "accept HL7 v2 PCD-01 readings over MLLP and publish them on MQTT"),
+    "alarms": ("ingest.alarms.cli", "alarm report and what-if replay of alarm rules on stored history"),
 }
 
 

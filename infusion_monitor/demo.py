@@ -159,6 +159,11 @@ def start_parts(args: argparse.Namespace, demo: Demo, data_dir: Path) -> str:
         ingest = IngestService(settings, alarms=False)
     ingest.start()
     demo.started("ingest", ingest.stop)
+    from ingest.alarms.whatif_service import start_whatif
+
+    whatif = start_whatif(settings, ingest)  # the dashboard's what-if of a limits edit
+    if whatif is not None:
+        demo.started("what-if", whatif.stop)
     if not ingest.wait_connected(CONNECT_TIMEOUT_S):
         raise ConnectionError(f"the ingest could not connect to the demo broker at {broker.url}")
 

@@ -36,8 +36,13 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     service.start()
+    from ingest.alarms.whatif_service import start_whatif
+
+    whatif = start_whatif(settings, service)  # answers the dashboard's what-if of a limits edit
     if not service.wait_connected(10):
         log.warning("not connected to the broker yet; still trying in the background")
     stop.wait()
+    if whatif is not None:
+        whatif.stop()
     service.stop()
     return 0

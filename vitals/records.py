@@ -20,6 +20,10 @@ PRIORITY_RANK = {"high": 3, "medium": 2, "low": 1}
 ALARM_EVENTS: tuple[str, ...] = ("raised", "upgraded", "acknowledged", "cleared", "escalated")
 ALARM_KINDS: tuple[str, ...] = ("physiological", "technical")
 ACK_ACTIONS: tuple[str, ...] = ("acknowledge", "pause_audio")
+# Whether an acknowledged alarm called for action, as the person acknowledging judged it (optional).
+ACTIONABILITY: tuple[str, ...] = ("actionable", "not_actionable", "unsure")
+ACTIONABILITY_LABEL = {"actionable": "actionable", "not_actionable": "not actionable", "unsure": "unsure"}
+MAX_REASON = 200
 SESSION_STATES: tuple[str, ...] = ("active", "ended")
 DEVICE_STATES: tuple[str, ...] = ("online", "offline")
 EXPORT_STATES: tuple[str, ...] = ("ok", "failing")
@@ -203,8 +207,13 @@ class AlarmEvent:
     ts: int
     user: str | None = None
     text: str | None = None
+    rule: str | None = None  # physiological: the id of the rule that raised (or last upgraded) the alarm
+    actionable: str | None = None  # on an ``acknowledged`` event: one of ACTIONABILITY, when the user said
+    reason: str | None = None  # on an ``acknowledged`` event: the user's optional short reason
 
     def __post_init__(self) -> None:
+        if self.actionable is not None and self.actionable not in ACTIONABILITY:
+            raise RecordError(f"actionable {self.actionable!r} is not one of {', '.join(ACTIONABILITY)}")
         if self.priority not in PRIORITIES:
             raise RecordError(f"alarm priority {self.priority!r} is not one of {PRIORITIES}")
         if self.event not in ALARM_EVENTS:
@@ -215,10 +224,9 @@ class AlarmEvent:
     def to_json_obj(self) -> dict[str, Any]:
         """Return the event as its contract JSON object."""
         obj = asdict(self)
-        if obj["user"] is None:
-            del obj["user"]
-        if obj["text"] is None:
-            del obj["text"]
+        for name in ("user", "text", "rule", "actionable", "reason"):
+            if obj[name] is None:
+                del obj[name]
         return obj
 
     @classmethod
@@ -238,6 +246,9 @@ class AlarmEvent:
                 ts=int(obj["ts"]),
                 user=clean_text(obj.get("user"), "user"),
                 text=clean_text(obj.get("text"), "text", max_len=256),
+                rule=clean_text(obj.get("rule"), "rule", max_len=64),
+                actionable=obj.get("actionable"),
+                reason=clean_text(obj.get("reason"), "reason", max_len=MAX_REASON),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise RecordError(f"alarm event: {exc}") from None
@@ -252,6 +263,8 @@ class AckCommand:
     alarm_id: str | None
     user: str
     action: str
+    actionable: str | None = None  # acknowledge only: one of ACTIONABILITY, optional
+    reason: str | None = None  # acknowledge only: optional short reason
 
     @classmethod
     def from_payload(cls, site: str, chair: str, payload: bytes | str) -> AckCommand:
@@ -261,17 +274,30 @@ class AckCommand:
         if action not in ACK_ACTIONS:
             raise RecordError(f"ack action must be one of {', '.join(ACK_ACTIONS)}")
         alarm_id = clean_text(doc.get("alarm_id"), "alarm_id", required=action == "acknowledge")
+        actionable = doc.get("actionable")
+        if actionable is not None and (action != "acknowledge" or actionable not in ACTIONABILITY):
+            raise RecordError(f"actionable must be one of {', '.join(ACTIONABILITY)}, on an acknowledge only")
+        reason = clean_text(doc.get("reason"), "reason", max_len=MAX_REASON)
+        if reason is not None and action != "acknowledge":
+            raise RecordError("reason belongs to an acknowledge only")
         return cls(
             site=check_id(site, "site id"),
             chair=check_id(chair, "chair id"),
             alarm_id=alarm_id,
             user=clean_text(doc.get("user"), "user", required=True, max_len=64),  # type: ignore[arg-type]
             action=action,
+            actionable=actionable,
+            reason=reason.strip() or None if reason is not None else None,
         )
 
     def to_json_obj(self) -> dict[str, Any]:
-        """Return the command as its contract JSON object."""
-        return {"alarm_id": self.alarm_id, "user": self.user, "action": self.action}
+        """Return the command as its contract JSON object (``actionable``/``reason`` only when given)."""
+        obj: dict[str, Any] = {"alarm_id": self.alarm_id, "user": self.user, "action": self.action}
+        if self.actionable is not None:
+            obj["actionable"] = self.actionable
+        if self.reason is not None:
+            obj["reason"] = self.reason
+        return obj
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,8 @@ Every topic lives under a configurable prefix (default ``clinic``):
     {prefix}/{site}/chair/{chair}/record    session record: infusion events, assessments, discharge (nurse/pump/EHR -> ingest)
     {prefix}/{site}/chair/{chair}/record_state  the session record's state, retained (ingest -> all)
     {prefix}/{site}/alarms/events           alarm events (ingest -> all)
+    {prefix}/{site}/whatif/request          what-if of an admin's limits edit, asked (dashboard -> ingest)
+    {prefix}/{site}/whatif/response/{id}    its answer (ingest -> dashboard)
     {prefix}/ingest/rejected                refusals with their reasons (ingest -> all)
 """
 
@@ -120,6 +122,18 @@ class Topics:
     def alarm_events(self, site: str) -> str:
         """Return the alarm events topic of a site."""
         return f"{self.prefix}/{check_id(site, 'site id')}/alarms/events"
+
+    def whatif_request(self, site: str) -> str:
+        """Return the topic where the dashboard asks the ingest for the what-if of a limits edit."""
+        return f"{self.prefix}/{check_id(site, 'site id')}/whatif/request"
+
+    def whatif_response(self, site: str, request_id: str) -> str:
+        """Return the topic where the ingest answers one what-if request."""
+        return f"{self.prefix}/{check_id(site, 'site id')}/whatif/response/{check_id(request_id, 'request id')}"
+
+    def whatif_request_filter(self, site: str | None = None) -> str:
+        """Return a subscription filter for what-if requests of one site or every site."""
+        return f"{self.prefix}/{check_id(site, 'site id') if site else '+'}/whatif/request"
 
     @property
     def rejected(self) -> str:

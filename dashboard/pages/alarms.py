@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from dash import ALL, Dash, Input, Output, ctx, dcc, html
+from dash import ALL, Dash, Input, Output, State, ctx, dcc, html
 
 from dashboard.components import PRIORITY_LABEL, chair_href, clock_text
 from dashboard.live import now_ms
 from dashboard.services import Services
 from dashboard.state import format_age
-from vitals.records import AckCommand
+from vitals.records import ACTIONABILITY, ACTIONABILITY_LABEL, MAX_REASON, AckCommand
 
 log = logging.getLogger("dashboard.alarms")
 
@@ -29,6 +29,10 @@ def layout(services: Services) -> html.Div:
             html.P("Ordered by priority, unacknowledged first, then oldest first. Acknowledge silences an alarm's "
                    "notifications and sound; audio pause silences a chair's sound for 2 minutes.", className="muted"),
             html.Div(id="alarms-feedback", className="feedback", role="status"),
+            html.Div([html.Label("Reason (optional, sent with the next acknowledgement):", htmlFor="ack-reason"),
+                      dcc.Input(id="ack-reason", type="text", maxLength=MAX_REASON, debounce=False,
+                                placeholder="e.g. probe off, patient moving", className="ack-reason")],
+                     className="ack-reason-row"),
             html.Div(rows(services), id="alarms-list"),
         ],
         className="panel", id="alarms-page",
@@ -54,6 +58,12 @@ def rows(services: Services, now: int | None = None) -> list[Any]:
         if not alarm.acknowledged:
             buttons.append(html.Button("Acknowledge", className="btn btn-ack", n_clicks=0,
                                        id={"type": "ack-btn", "site": site, "chair": chair, "alarm": alarm.alarm_id}))
+            # One click acknowledges and says whether the alarm called for action (optional: plain Acknowledge).
+            buttons += [html.Button(f"Ack: {ACTIONABILITY_LABEL[tag]}", className=f"btn btn-tag btn-tag-{tag}",
+                                    n_clicks=0, title=f"Acknowledge, and record that this alarm was {ACTIONABILITY_LABEL[tag]}",
+                                    id={"type": "ack-tag-btn", "site": site, "chair": chair, "alarm": alarm.alarm_id,
+                                        "tag": tag})
+                        for tag in ACTIONABILITY]
         buttons.append(html.Button("Pause audio", className="btn btn-pause", n_clicks=0,
                                    id={"type": "pause-btn", "site": site, "chair": chair, "alarm": alarm.alarm_id}))
         out.append(html.Div(
@@ -71,8 +81,12 @@ def rows(services: Services, now: int | None = None) -> list[Any]:
     return out
 
 
-def send(services: Services, site: str, chair: str, alarm_id: str, action: str) -> str:
-    """Publish an acknowledge or audio-pause command for a standing alarm; return what to tell the user."""
+def send(services: Services, site: str, chair: str, alarm_id: str, action: str, actionable: str | None = None,
+         reason: str | None = None) -> str:
+    """Publish an acknowledge or audio-pause command for a standing alarm; return what to tell the user.
+
+    ``actionable`` and ``reason`` (acknowledge only) are the optional tag; they never hold the command back.
+    """
     who = services.user()
     if who is None:
         return "Not signed in."
@@ -80,14 +94,18 @@ def send(services: Services, site: str, chair: str, alarm_id: str, action: str) 
         return "That alarm is no longer active."
     if services.feed is None:
         return "No broker configured: the command was not sent."
-    command = AckCommand(site=site, chair=chair, alarm_id=alarm_id if action == "acknowledge" else None,
-                         user=who.user, action=action)
+    acking = action == "acknowledge"
+    tag = actionable if acking and actionable in ACTIONABILITY else None
+    text = " ".join(str(reason).split())[:MAX_REASON] if acking and reason else None
+    command = AckCommand(site=site, chair=chair, alarm_id=alarm_id if acking else None,
+                         user=who.user, action=action, actionable=tag, reason=text or None)
     ok = services.feed.publish_ack(command)
     log.info("%s %s/%s %s by %s: %s", action, site, chair, alarm_id, who.user, "sent" if ok else "NOT sent")
     if not ok:
         return f"NOT SENT: the broker did not take the {action.replace('_', ' ')} command. Try again."
     verb = "Acknowledgement" if action == "acknowledge" else "Audio pause"
-    return f"{verb} sent for chair {chair} by {who.user}."
+    said = f" ({', '.join(x for x in (ACTIONABILITY_LABEL[tag] if tag else '', text or '') if x)})" if tag or text else ""
+    return f"{verb}{said} sent for chair {chair} by {who.user}."
 
 
 def register(app: Dash, services: Services) -> None:
@@ -98,17 +116,24 @@ def register(app: Dash, services: Services) -> None:
         return rows(services)
 
     @app.callback(
-        Output("alarms-feedback", "children"),
+        Output("alarms-feedback", "children"), Output("ack-reason", "value"),
         Input({"type": "ack-btn", "site": ALL, "chair": ALL, "alarm": ALL}, "n_clicks"),
         Input({"type": "pause-btn", "site": ALL, "chair": ALL, "alarm": ALL}, "n_clicks"),
+        Input({"type": "ack-tag-btn", "site": ALL, "chair": ALL, "alarm": ALL, "tag": ALL}, "n_clicks"),
+        State("ack-reason", "value"),
         prevent_initial_call=True,
     )
-    def alarm_button(_acks: list[int | None], _pauses: list[int | None]) -> Any:
+    def alarm_button(_acks: list[int | None], _pauses: list[int | None], _tags: list[int | None],
+                     reason: str | None) -> Any:
         trigger = ctx.triggered_id
         if not isinstance(trigger, dict) or not any(t.get("value") for t in ctx.triggered):
-            return no_change()
-        action = "acknowledge" if trigger.get("type") == "ack-btn" else "pause_audio"
-        return send(services, str(trigger["site"]), str(trigger["chair"]), str(trigger["alarm"]), action)
+            return no_change(), no_change()
+        action = "pause_audio" if trigger.get("type") == "pause-btn" else "acknowledge"
+        tag = str(trigger.get("tag")) if trigger.get("type") == "ack-tag-btn" else None
+        said = send(services, str(trigger["site"]), str(trigger["chair"]), str(trigger["alarm"]), action, tag,
+                    reason if isinstance(reason, str) else None)
+        # The reason went with this acknowledgement: cleared, so it is never sent with the next one by mistake.
+        return said, "" if action == "acknowledge" and said.startswith("Acknowledgement") else no_change()
 
 
 def no_change() -> Any:

@@ -9,6 +9,7 @@ from typing import Any
 
 from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
 
+from dashboard import whatif
 from dashboard.components import PRIORITY_LABEL, clock_text, table, tile
 from dashboard.figures import trend_figure
 from dashboard.history import HistoryUnavailable, readings_csv
@@ -165,6 +166,7 @@ def limits_editor(services: Services, site: str, chair: str) -> html.Div:
         [html.H3("Alarm limits (admin)"),
          html.Div(limits_form(effective), id="limits-form"),
          dcc.Store(id="limits-form-ts", data=effective.ts if effective else None),  # what the form was filled from
+         dcc.Store(id="limits-whatif-for", data=None),  # the edit whose what-if the admin has seen
          html.Button("Save limits", id="limits-save", className="btn btn-ack", n_clicks=0, disabled=effective is None),
          html.Div(id="limits-feedback", role="status", className="feedback")],
         className="panel", id="limits-panel",
@@ -313,16 +315,16 @@ def register(app: Dash, services: Services) -> None:
         return limits_form(effective), effective is None, ts
 
     @app.callback(
-        Output("limits-feedback", "children"), Input("limits-save", "n_clicks"),
+        Output("limits-feedback", "children"), Output("limits-whatif-for", "data"), Input("limits-save", "n_clicks"),
         State({"type": "limit", "vital": ALL, "name": ALL}, "value"), State("chair-key", "data"),
-        prevent_initial_call=True,
+        State("limits-whatif-for", "data"), prevent_initial_call=True,
     )
-    def save_limits(n_clicks: int, values: list[Any], key: dict[str, str]) -> str:
+    def save_limits(n_clicks: int, values: list[Any], key: dict[str, str], seen: Any) -> tuple[Any, Any]:
         if not n_clicks:
-            return ""
+            return "", None
         who = services.user()
         if who is None or who.role != "admin":
-            return "Only an admin may change alarm limits."
+            return "Only an admin may change alarm limits.", None
         raw: dict[str, dict[str, Any]] = {}
         for spec, value in zip(ctx.states_list[0], values, strict=False):
             ident = spec["id"]
@@ -330,17 +332,25 @@ def register(app: Dash, services: Services) -> None:
         try:
             checked = validate(raw)
         except LimitsError as exc:
-            return f"Not saved: {exc}"
+            return f"Not saved: {exc}", None
         site, chair = chair_key(services, key)
         state = services.state.chair_state(site, chair)
         edit = admin_layer(checked, state.effective_limits if state else None)
         if not edit:
-            return "Nothing changed: these are the limits the alarm engine enforces."
+            return "Nothing changed: these are the limits the alarm engine enforces.", None
+        shown = json.dumps([site, chair, edit], sort_keys=True)
+        if seen != shown:  # first click: the what-if of this very edit, before anything is applied
+            try:
+                result = whatif.ask(services, site, chair, AdminEdit(edit).rules(), who.user)
+            except RuntimeError as exc:
+                return whatif.unavailable(str(exc)), shown
+            return whatif.summary(result), shown
         payload = AdminEdit(edit, who.user, now_ms()).to_payload()
         if services.feed is None or not services.feed.publish_limits(site, chair, payload):
-            return "Not saved: the broker did not take the new limits."
+            return "Not saved: the broker did not take the new limits.", None
         stored = services.audit("alarm_limits", who.user, json.dumps(edit, sort_keys=True), site=site, chair=chair)
         log.info("alarm limits of %s/%s changed by %s", site, chair, who.user)
         pending = " The chart shows them once the alarm engine has applied them."
         return ("Saved and published." + pending if stored else
-                "Published, but the audit record could not be stored (store unavailable); it is in the log." + pending)
+                "Published, but the audit record could not be stored (store unavailable); it is in the log." + pending,
+                None)

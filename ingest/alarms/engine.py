@@ -86,11 +86,13 @@ class _Alarm:
     acknowledged_by: str | None = None
     escalated: bool = False
     escalate_from: int | None = None  # wall ms of the first tick after raise/upgrade
+    rule: str | None = None  # physiological: the rule that raised or last upgraded it
 
-    def event(self, site: str, chair: str, event: str, ts: int, user: str | None = None) -> AlarmEvent:
+    def event(self, site: str, chair: str, event: str, ts: int, user: str | None = None,
+              actionable: str | None = None, reason: str | None = None) -> AlarmEvent:
         return AlarmEvent(alarm_id=self.alarm_id, site=site, chair=chair, vital=self.vital, kind=self.kind,
                           priority=self.priority, event=event, value=self.value, limit=self.limit, ts=ts,
-                          user=user, text=self.text)
+                          user=user, text=self.text, rule=self.rule, actionable=actionable, reason=reason)
 
 
 @dataclass(slots=True)
@@ -207,7 +209,8 @@ class AlarmEngine:
                 continue
             alarm.acknowledged = True
             alarm.acknowledged_by = command.user
-            events.append(alarm.event(chair.site, chair.chair, "acknowledged", now_ms, user=command.user))
+            events.append(alarm.event(chair.site, chair.chair, "acknowledged", now_ms, user=command.user,
+                                      actionable=command.actionable, reason=command.reason))
             if not alarm.condition_active:
                 del chair.alarms[key]
                 events.append(alarm.event(chair.site, chair.chair, "cleared", now_ms))
@@ -347,6 +350,10 @@ class AlarmEngine:
         self._touched.add((site, chair_id))
         self._limits_changed.add((site, chair_id))
 
+    def admin_overrides(self) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
+        """Return a copy of every chair's admin overrides (the dashboard's edits the engine applies)."""
+        return {key: {rid: dict(fields) for rid, fields in rules.items()} for key, rules in self._admin.items()}
+
     def to_state(self) -> dict[str, Any]:
         """Return the whole state as JSON-able data (see load_state); a snapshot sharing nothing mutable."""
         return {"version": STATE_VERSION, "chairs": [_chair_state(chair) for chair in self._chairs.values()]}
@@ -430,12 +437,13 @@ class AlarmEngine:
                 if alarm is None:
                     alarm = _Alarm(
                         alarm_id=self._new_id(chair, key, ts), key=key, vital=vital, kind="physiological",
-                        priority=rule.priority, since=ts, value=value, limit=limit, text=text,
+                        priority=rule.priority, since=ts, value=value, limit=limit, text=text, rule=rule.id,
                     )
                     chair.alarms[key] = alarm
                     self._raised(chair, alarm, "raised", ts, events)
                 elif PRIORITY_RANK[rule.priority] > PRIORITY_RANK[alarm.priority]:
                     alarm.priority, alarm.value, alarm.limit, alarm.text = rule.priority, value, limit, text
+                    alarm.rule = rule.id
                     alarm.condition_active = True
                     alarm.acknowledged, alarm.acknowledged_by = False, None
                     alarm.escalated, alarm.escalate_from = False, None

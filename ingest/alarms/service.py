@@ -27,7 +27,7 @@ from typing import Any
 from ingest.origin import Origin, decide, enforce, set_aside
 from vitals.limits import EffectiveLimits, edit_meta
 from vitals.reading import Reading, format_ts
-from vitals.records import AckCommand, AlarmEvent, AuditRecord, Session
+from vitals.records import ACTIONABILITY_LABEL, AckCommand, AlarmEvent, AuditRecord, Session
 from vitals.settings import Settings
 from vitals.topics import Topics
 
@@ -45,6 +45,12 @@ SAVE_EVERY_S = 5.0
 
 Publish = Callable[[str, bytes, int, bool], None]
 Record = Callable[[list[AlarmEvent], list[AuditRecord], Callable[[], None] | None], None]
+
+
+def ack_tag_text(command: AckCommand) -> str:
+    """Return what the audit trail adds for an acknowledgement's actionability tag and reason ('' for none)."""
+    text = f"; {ACTIONABILITY_LABEL[command.actionable]}" if command.actionable else ""
+    return text + (f"; reason: {command.reason}" if command.reason else "")
 
 
 def wall_ms() -> int:
@@ -143,7 +149,7 @@ class AlarmService:
             if command.action == "pause_audio":
                 detail = f"audio paused until {format_ts(now + round(self.settings.audio_pause_s * 1000))}"
             elif events:
-                detail = "acknowledged"
+                detail = "acknowledged" + ack_tag_text(command)
             else:
                 detail = "no standing unacknowledged alarm with this id"
             audit = AuditRecord(ts=now, action=command.action, user=command.user, site=command.site,
@@ -266,11 +272,18 @@ class AlarmService:
 
     def _notify_failed(self, event: AlarmEvent) -> None:
         with self._lock:
-            self._emit(self.engine.notify_failed(event.site, event.chair, self._clock()))
+            self._emit(self.engine.notify_failed(event.site, event.chair, self._clock()),
+                       audit=[self._notice_audit("notification_failed", event)])
 
     def _notify_delivered(self, event: AlarmEvent) -> None:
         with self._lock:
-            self._emit(self.engine.notify_ok(event.site, event.chair, self._clock()))
+            self._emit(self.engine.notify_ok(event.site, event.chair, self._clock()),
+                       audit=[self._notice_audit("notification_sent", event)])
+
+    def _notice_audit(self, action: str, event: AlarmEvent) -> AuditRecord:
+        """Return the audit record of one notification delivered or given up (the alarm report counts them)."""
+        return AuditRecord(ts=self._clock(), action=action, user="ingest", site=event.site, chair=event.chair,
+                           alarm_id=event.alarm_id, detail=f"{event.event} {event.priority}")
 
     # -- ticker and state ---------------------------------------------------------------------------------
 

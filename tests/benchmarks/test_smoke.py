@@ -42,7 +42,7 @@ def test_quick_run_measures_every_benchmark_and_writes_json_and_doc(tmp_path: Pa
         assert data["machine"][key], key
     assert "mosquitto version" in data["machine"]["mosquitto"]
     results = data["results"]
-    assert set(results) >= {"throughput", "latency", "queries", "scaleout"}
+    assert set(results) >= {"throughput", "latency", "queries", "scaleout", "replay"}
     assert errors(results) == []
 
     thr = results["throughput"]
@@ -55,6 +55,10 @@ def test_quick_run_measures_every_benchmark_and_writes_json_and_doc(tmp_path: Pa
         assert entry["not_visible"] == 0 and entry["stored_visible_ms"]["n"] == entry["probes"] > 0
     assert results["scaleout"]["shared_subscription"]["written_once"]
     assert results["scaleout"]["site_partition"]["written_once"]
+    for backend, readings in (("sqlite", 2 * 1800), ("influxdb", 2 * 900)):  # every generated reading replayed
+        rep = results["replay"][backend]
+        assert rep["readings"] == rep["readings_read"] == readings
+        assert rep["alarms_current"] >= rep["alarms_alternative"] and rep["alarms_current"] > 0
 
     doc = report.render(data)
     assert "## Machine" in doc and data["machine"]["cpu"] in doc

@@ -332,6 +332,9 @@ def test_the_chair_view_draws_the_limits_the_engine_enforces(browser, mosquitto,
         assert "file" in field.locator("xpath=ancestor::td").inner_text()
         field.fill("87")
         field.press("Enter")
+        page.click("#limits-save")  # first the what-if of the edit, from the ingest; the second click applies it
+        page.wait_for_selector("#whatif-box #whatif-current", timeout=20_000)
+        page.screenshot(path=str(screenshot_dir(tmp_path) / "chair-limits-whatif.png"), full_page=True)
         page.click("#limits-save")
         page.wait_for_function("() => document.querySelector('#limits-feedback').innerText.includes('Saved')",
                                timeout=10_000)
@@ -349,6 +352,9 @@ def test_the_chair_view_draws_the_limits_the_engine_enforces(browser, mosquitto,
         field.wait_for(timeout=20_000)
         field.fill("86")
         field.press("Enter")
+        page.click("#limits-save")  # no ingest to ask: said at once, and the edit may still be applied
+        page.wait_for_function("() => document.querySelector('#limits-feedback').innerText.includes('What-if unavailable')",
+                               timeout=10_000)
         page.click("#limits-save")
         page.wait_for_selector("#limits-pending", timeout=10_000)
         assert "not yet applied by the alarm engine" in page.locator("#limits-pending").inner_text()

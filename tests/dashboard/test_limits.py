@@ -109,13 +109,24 @@ def test_unreadable_effective_limits_are_dropped_and_said_never_kept() -> None:
     assert "not yet published by the alarm engine" in note and "unreadable" in note
 
 
-def save_request(site: str, chair: str, values: dict[tuple[str, str], float]) -> dict:
+def save_request(site: str, chair: str, values: dict[tuple[str, str], float], seen: str | None = None) -> dict:
+    """Return the save button's callback body; ``seen`` is the edit whose what-if the admin was shown."""
     states = [{"id": {"type": "limit", "vital": v, "name": n}, "property": "value", "value": value}
               for (v, n), value in values.items()]
-    return {"output": "limits-feedback.children", "outputs": {"id": "limits-feedback", "property": "children"},
+    return {"output": "..limits-feedback.children...limits-whatif-for.data..",
+            "outputs": [{"id": "limits-feedback", "property": "children"}, {"id": "limits-whatif-for", "property": "data"}],
             "inputs": [{"id": "limits-save", "property": "n_clicks", "value": 1}],
-            "state": [states, {"id": "chair-key", "property": "data", "value": {"site": site, "chair": chair}}],
+            "state": [states, {"id": "chair-key", "property": "data", "value": {"site": site, "chair": chair}},
+                      {"id": "limits-whatif-for", "property": "data", "value": seen}],
             "changedPropIds": ["limits-save.n_clicks"]}
+
+
+def apply_edit(client, headers: dict, site: str, chair: str, values: dict[tuple[str, str], float]) -> str:  # type: ignore[no-untyped-def]
+    """Click Save twice, as an admin does: the first shows the what-if, the second applies; return the answer."""
+    first = client.post("/_dash-update-component", json=save_request(site, chair, values), headers=headers).get_json()
+    seen = first["response"]["limits-whatif-for"]["data"]
+    body = save_request(site, chair, values, seen)
+    return client.post("/_dash-update-component", json=body, headers=headers).get_data(as_text=True)
 
 
 def signed_in(app, name: str):  # type: ignore[no-untyped-def]
@@ -146,6 +157,12 @@ def test_admin_saves_limits_retained_nurse_is_refused(mosquitto: Mosquitto, site
         admin, admin_headers = signed_in(app, "admin.lee")
         bad = save_request(site, "c-01", {("spo2", "low_high"): 95, ("spo2", "low_medium"): 92})
         assert "Not saved" in admin.post("/_dash-update-component", json=bad, headers=admin_headers).get_data(as_text=True)
+        # First click: the what-if before anything is applied (no ingest here: said at once, never blocking).
+        first = admin.post("/_dash-update-component", json=body, headers=admin_headers).get_json()["response"]
+        assert "What-if unavailable: no ingest is answering" in json.dumps(first["limits-feedback"])
+        assert not collector.wait_for(lambda c: c.payloads("/c-01/limits"), timeout=0.5)  # nothing applied yet
+        seen = first["limits-whatif-for"]["data"]
+        body = save_request(site, "c-01", {("spo2", "low_high"): 88, ("spo2", "low_medium"): 92}, seen)
         answer = admin.post("/_dash-update-component", json=body, headers=admin_headers).get_data(as_text=True)
         assert "Published" in answer or "Saved" in answer
         assert collector.wait_for(lambda c: c.payloads("/c-01/limits"), timeout=10)
@@ -208,8 +225,7 @@ def test_an_admin_edit_is_drawn_only_once_the_engine_has_applied_and_published_i
         assert chair_view(admin, headers, site, "c-01")[0] == [85.0, 88.0]  # the rules file's 88, never the shipped 90
 
         ingest.stop()  # the engine is away: an edit now cannot be applied
-        body = save_request(site, "c-01", {("spo2", "low_high"): 84, ("spo2", "low_medium"): 87})
-        assert "Saved" in admin.post("/_dash-update-component", json=body, headers=headers).get_data(as_text=True)
+        assert "Saved" in apply_edit(admin, headers, site, "c-01", {("spo2", "low_high"): 84, ("spo2", "low_medium"): 87})
         assert wait_until(lambda: getattr(services.state.chair_state(site, "c-01"), "limits_edit", None) is not None)
         lines, note = chair_view(admin, headers, site, "c-01")
         assert lines == [85.0, 88.0] and "Pending" in note and "admin.lee" in note

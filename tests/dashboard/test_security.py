@@ -34,8 +34,8 @@ def users_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def make_client(users_file: Path, **config: Any):  # type: ignore[no-untyped-def]
-    services = Services(FixedSettings(mqtt_url=None, store_url=None, dashboard_users_file=users_file,
-                                      data_dir=users_file.parent, **config))
+    services = Services(FixedSettings(**{"mqtt_url": None, "store_url": None, "dashboard_users_file": users_file,
+                                         "data_dir": users_file.parent, **config}))
     now = now_ms()
     for site in (NORTH, SOUTH):  # both sites in the live cache: whatever leaks would show
         services.state.apply_payload(site, "c-01", json.dumps({"ts": now, "hr": 71, "spo2": 97}).encode())
@@ -111,10 +111,11 @@ def test_a_south_dashboard_serves_nothing_of_north(users_file: Path, config: dic
         assert b"c-01" not in response.data and b"<html" not in response.data.lower()
     assert client.get("/chair/south/c-01").status_code == 200
     north = bodies(client, NORTH)
-    assert len(north) == 10  # every server-side callback of the app
+    assert len(north) == 11  # every server-side callback of the app
     naming = [b for b in north if NORTH in named_sites(b)]
-    assert {b["output"] for b in naming} >= {"page.children", "chair-live.children", "limits-feedback.children",
-                                             "alarms-feedback.children"}
+    assert {b["output"] for b in naming} >= {"page.children", "chair-live.children",
+                                             "..alarms-feedback.children...ack-reason.value..",
+                                             "..limits-feedback.children...limits-whatif-for.data.."}
     for body in north:
         response = callback(client, body)
         if body in naming:
@@ -127,6 +128,27 @@ def test_a_south_dashboard_serves_nothing_of_north(users_file: Path, config: dic
         assert callback(client, body).status_code in (200, 204), body["output"]
     shell = next(b for b in north if b["output"].startswith("..banners"))
     assert json.loads(callback(client, shell).data)["response"]["nav-alarm-count"]["children"] == "1"
+
+
+def test_the_alarm_report_counts_only_the_users_sites(users_file: Path, tmp_path: Path) -> None:
+    from vitals.records import AlarmEvent
+    from vitals.store.sqlite import SQLiteStore
+
+    db = tmp_path / "vitals.db"
+    store = SQLiteStore(db)
+    now = now_ms()
+    store.write_alarm_events([AlarmEvent(f"{site}.c-0{i}.hr.high.{now - i}", site, f"c-0{i}", "hr", "physiological",
+                                         "medium", "raised", 130.0, 120.0, now - 60_000 - i, rule="hr-high-medium")
+                              for site, n in ((NORTH, 3), (SOUTH, 2)) for i in range(n)])
+    store.close()
+    client = make_client(users_file, store_url=f"sqlite:///{db}")
+    assert client.services.history.check()  # what the history thread does first
+    assert login(client, "nurse.south").status_code == 303
+    body = {"output": "report-body.children", "outputs": {"id": "report-body", "property": "children"},
+            "inputs": [{"id": "report-range", "property": "value", "value": "24h"}], "changedPropIds": ["report-range.value"]}
+    text = callback(client, body).get_data(as_text=True)
+    assert "north" not in text and "south" in text
+    assert '"children":"2","data-figure":"Alarms"' in text.replace(" ", "")
 
 
 def find(node: Any, kind: str) -> Any:

@@ -321,8 +321,12 @@ def test_an_admin_limit_edit_is_applied_by_the_engine_and_drawn(stack: Stack, br
         new = 37.0 if float(field.input_value() or 0) != 37.0 else 38.0
         field.fill(f"{new:g}")
         field.press("Enter")
+        page.click("#limits-save")  # first the what-if, answered by the ingest through the deployed ACLs
+        page.wait_for_selector("#whatif-box #whatif-current", timeout=20_000)
         page.click("#limits-save")
-        page.wait_for_function("() => document.querySelector('#limits-feedback').innerText.length > 0", timeout=10_000)
+        page.wait_for_function("() => document.querySelector('#limits-feedback').innerText.startsWith('Saved')"
+                               " || document.querySelector('#limits-feedback').innerText.startsWith('Not')",
+                               timeout=10_000)
         feedback = page.locator("#limits-feedback").inner_text()
         assert feedback.startswith("Saved"), feedback  # published and recorded in the audit trail (the store)
 

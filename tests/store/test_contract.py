@@ -138,6 +138,23 @@ def test_alarm_events_are_idempotent_and_ordered(store: Store) -> None:
     assert store.alarm_events(chair="c2") == []
 
 
+def test_iter_readings_streams_every_chair_in_time_order(store: Store) -> None:
+    rows = session_rows("s1", "c2", T0, 50) + session_rows("s1", "c1", T0 + 500, 50) + session_rows("s2", "c1", T0, 5)
+    store.write_readings(rows)
+    got = list(store.iter_readings("s1", T0, T0 + 40_000, window_ms=7_000))  # windows: InfluxDB's query step
+    assert got == sorted((r for r in rows if r.site == "s1" and r.ts_ms < T0 + 40_000), key=lambda r: r.ts_ms)
+    assert list(store.iter_readings("s1", T0, T0 + 3_000, chair="c1")) == rows[50:53]
+    assert len(list(store.iter_readings(None, T0, T0 + 60_000))) == 105
+
+
+def test_an_acknowledgement_keeps_its_actionability_tag_and_the_event_its_rule(store: Store) -> None:
+    raised = AlarmEvent("a-1", "s1", "c1", "spo2", "physiological", "medium", "raised", 88.0, 90.0, T0, rule="spo2-low-medium")
+    acked = AlarmEvent("a-1", "s1", "c1", "spo2", "physiological", "medium", "acknowledged", None, None, T0 + 5000,
+                       user="nurse.kim", rule="spo2-low-medium", actionable="not_actionable", reason="probe off, \"again\"")
+    store.write_alarm_events([raised, acked])
+    assert store.alarm_events(site="s1") == [raised, acked]
+
+
 def test_audit_is_queryable_by_user_and_time(store: Store) -> None:
     records = [AuditRecord(T0, "login", "alice"), AuditRecord(T0, "login", "bob"),
                AuditRecord(T0 + 5, "acknowledge", "alice", "s1", "c1", "a-1"),
@@ -188,6 +205,28 @@ def test_an_empty_store_answers_every_query(store: Store) -> None:
 
 
 @pytest.mark.integration
+def test_an_older_sqlite_file_gains_the_new_alarm_columns_in_place(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript("""CREATE TABLE alarms (site TEXT NOT NULL, chair TEXT NOT NULL, ts INTEGER NOT NULL,
+        alarm_id TEXT NOT NULL, event TEXT NOT NULL, vital TEXT NOT NULL, kind TEXT NOT NULL, priority TEXT NOT NULL,
+        value REAL, "limit" REAL, user TEXT, text TEXT, PRIMARY KEY (site, chair, ts, alarm_id, event)) WITHOUT ROWID;
+        INSERT INTO alarms VALUES ('s1', 'c1', 5, 'a-1', 'raised', 'hr', 'physiological', 'medium', 125, 120, NULL, NULL);
+        PRAGMA user_version = 1;""")
+    db.close()
+    store = open_store(f"sqlite:///{path}")
+    try:
+        [old] = store.alarm_events()
+        assert (old.alarm_id, old.rule, old.actionable, old.reason) == ("a-1", None, None, None)
+        store.write_alarm_events([AlarmEvent("a-1", "s1", "c1", "hr", "physiological", "medium", "acknowledged", None,
+                                             None, 9, user="kim", actionable="unsure")])
+        assert store.alarm_events()[-1].actionable == "unsure"
+    finally:
+        store.close()
+
+
 def test_both_backends_bucket_identically(influxd: Influxd, tmp_path: Path) -> None:
     rows = [Reading("s1", "c1", T0 + 137 + i * 997, hr=50.0 + (i * 7) % 40, sys=110.0 + i % 30 if i % 600 == 0 else None)
             for i in range(4 * 3600)]

@@ -83,6 +83,26 @@ def test_ack_command_and_status() -> None:
         device_status(b"maybe")
 
 
+def test_an_acknowledgement_may_say_whether_it_was_actionable_and_why() -> None:
+    cmd = AckCommand.from_payload("n", "c", b'{"alarm_id": "a1", "user": "u", "actionable": "unsure", "reason": " probe "}')
+    assert (cmd.actionable, cmd.reason) == ("unsure", "probe")
+    assert cmd.to_json_obj() == {"alarm_id": "a1", "user": "u", "action": "acknowledge", "actionable": "unsure",
+                                 "reason": "probe"}
+    plain = AckCommand.from_payload("n", "c", b'{"alarm_id": "a1", "user": "u"}')
+    assert (plain.actionable, plain.reason) == (None, None) and "actionable" not in plain.to_json_obj()
+    for bad, reason in ((b'{"alarm_id": "a1", "user": "u", "actionable": "yes"}', "actionable must be one of"),
+                        (b'{"user": "u", "action": "pause_audio", "actionable": "unsure"}', "acknowledge only"),
+                        (b'{"user": "u", "action": "pause_audio", "reason": "x"}', "reason belongs"),
+                        (b'{"alarm_id": "a1", "user": "u", "reason": "' + b"x" * 201 + b'"}', "longer than 200")):
+        with pytest.raises(RecordError, match=reason):
+            AckCommand.from_payload("n", "c", bad)
+    t = Topics()
+    assert t.whatif_request("n") == "clinic/n/whatif/request" and t.whatif_request_filter() == "clinic/+/whatif/request"
+    assert t.whatif_response("n", "abc12345") == "clinic/n/whatif/response/abc12345"
+    with pytest.raises(TopicError):
+        t.whatif_response("n", "a/#")
+
+
 def test_alarm_event_checks_its_vocabulary() -> None:
     with pytest.raises(RecordError, match="priority"):
         AlarmEvent("a", "s", "c", "hr", "physiological", "urgent", "raised", 150.0, 140.0, 1)

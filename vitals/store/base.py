@@ -7,7 +7,7 @@ else is needed. Every method is blocking and thread-safe; writes are durable whe
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from vitals.care import EVENT_TYPES, CareRecord
@@ -80,6 +80,15 @@ class Store(ABC):
     @abstractmethod
     def readings(self, site: str, chair: str, start_ms: int, end_ms: int) -> list[Reading]:
         """Return a chair's raw readings in [start_ms, end_ms), oldest first."""
+
+    @abstractmethod
+    def iter_readings(self, site: str | None, start_ms: int, end_ms: int, chair: str | None = None,
+                      window_ms: int = 0) -> Iterator[Reading]:
+        """Yield raw readings in [start_ms, end_ms) of a site (or every site), in time order (ts, site, chair).
+
+        Streams: memory stays bounded however long the range (the what-if replay reads days through it).
+        ``window_ms`` is a backend's query window where it reads in windows (0: its default).
+        """
 
     @abstractmethod
     def count_readings(self, site: str | None = None, chair: str | None = None) -> int:

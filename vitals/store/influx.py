@@ -37,6 +37,8 @@ from vitals.store.base import Latest, Series, Store, StoreError, StoreRejected, 
 LINES_PER_WRITE = 5000
 # Rows per chunk of a query answer: keeps memory bounded for a long raw export.
 QUERY_CHUNK = 10_000
+# iter_readings asks for this much time per query: an hour of a 40-chair site at 1 Hz is 144,000 points.
+ITER_WINDOW_MS = 3_600_000
 
 
 # -- line protocol and InfluxQL escaping (the only place strings meet the wire) ----------------------------
@@ -374,6 +376,21 @@ class InfluxStore(Store):
                                *(_num(row.get(v)) for v in VITALS)))
         return out
 
+    def iter_readings(self, site: str | None, start_ms: int, end_ms: int, chair: str | None = None,
+                      window_ms: int = 0) -> Iterator[Reading]:
+        """Yield raw readings in [start_ms, end_ms) in time order (ts, site, chair), one time window per query."""
+        cols = _columns(("seq", *VITALS))
+        window_ms = window_ms or ITER_WINDOW_MS
+        for lo in range(start_ms, end_ms, window_ms):
+            where = _where(_eq("site", site) + _eq("chair", chair) + _time_where(lo, min(end_ms, lo + window_ms)))
+            batch = []
+            for tags, row in self._rows(f'SELECT {cols} FROM "vitals"{where} GROUP BY "site", "chair"'):
+                seq = row.get("seq")
+                batch.append(Reading(tags["site"], tags["chair"], int(row["time"]), None if seq is None else int(seq),
+                                     *(_num(row.get(v)) for v in VITALS)))
+            batch.sort(key=lambda r: (r.ts_ms, r.site, r.chair))
+            yield from batch
+
     def count_readings(self, site: str | None = None, chair: str | None = None) -> int:
         """Return how many reading points are stored (count of the constant field ``n``)."""
         where = _where(_eq("site", site) + _eq("chair", chair))
@@ -423,7 +440,8 @@ class InfluxStore(Store):
         self._post_lines([text for e in events if (text := line(
             "alarms", {"site": e.site, "chair": e.chair, "event": e.event, "alarm_key": _key(e.alarm_id)},
             {"alarm_id": e.alarm_id, "vital": e.vital, "kind": e.kind, "priority": e.priority,
-             "value": _num(e.value), "limit": _num(e.limit), "user": e.user, "text": e.text}, e.ts))])
+             "value": _num(e.value), "limit": _num(e.limit), "user": e.user, "text": e.text,
+             "rule": e.rule, "actionable": e.actionable, "reason": e.reason}, e.ts))])
 
     def alarm_events(self, site: str | None = None, chair: str | None = None,
                      start_ms: int | None = None, end_ms: int | None = None) -> list[AlarmEvent]:
@@ -435,6 +453,7 @@ class InfluxStore(Store):
                 alarm_id=row["alarm_id"], site=tags["site"], chair=tags["chair"], vital=row["vital"],
                 kind=row["kind"], priority=row["priority"], event=tags["event"], value=_num(row.get("value")),
                 limit=_num(row.get("limit")), ts=int(row["time"]), user=row.get("user"), text=row.get("text"),
+                rule=row.get("rule"), actionable=row.get("actionable"), reason=row.get("reason"),
             ))
         return sorted(out, key=lambda e: (e.ts, e.site, e.chair, e.alarm_id, e.event))
 

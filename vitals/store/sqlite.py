@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS sessions (
 CREATE TABLE IF NOT EXISTS alarms (
     site TEXT NOT NULL, chair TEXT NOT NULL, ts INTEGER NOT NULL, alarm_id TEXT NOT NULL, event TEXT NOT NULL,
     vital TEXT NOT NULL, kind TEXT NOT NULL, priority TEXT NOT NULL, value REAL, "limit" REAL,
-    user TEXT, text TEXT,
+    user TEXT, text TEXT, rule TEXT, actionable TEXT, reason TEXT,
     PRIMARY KEY (site, chair, ts, alarm_id, event)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS alarms_by_time ON alarms (ts);
@@ -70,7 +70,14 @@ _UPSERT_READING = (
 )
 _SESSION_COLS = ("site", "chair", "started_at", "session_id", "state", "ended_at", "drug", "dose_mg_per_kg",
                  "duration_min", "patient_ref", "baseline_sys", *(name for name, _ in _SESSION_ADDED))
-_ALARM_COLS = ("site", "chair", "ts", "alarm_id", "event", "vital", "kind", "priority", "value", "limit", "user", "text")
+_ALARM_COLS = ("site", "chair", "ts", "alarm_id", "event", "vital", "kind", "priority", "value", "limit", "user", "text",
+               "rule", "actionable", "reason")
+# Columns added to a table after its first release: added in place to a file made before them (additive: old rows
+# read them as NULL).
+_ADDED_COLUMNS = (*(("sessions", name, kind) for name, kind in _SESSION_ADDED),
+                  ("alarms", "rule", "TEXT"), ("alarms", "actionable", "TEXT"), ("alarms", "reason", "TEXT"))
+# Rows fetched per step while streaming readings (iter_readings).
+_FETCH_ROWS = 5000
 _AUDIT_COLS = ("ts", "action", "user", "site", "chair", "alarm_id", "detail")
 
 
@@ -103,10 +110,9 @@ class SQLiteStore(Store):
             if version > SCHEMA_VERSION:
                 raise StoreError(f"{self.path} has schema version {version}; this release knows {SCHEMA_VERSION}")
             db.executescript(SCHEMA)
-            have = {row[1] for row in db.execute("PRAGMA table_info(sessions)")}
-            for name, kind in _SESSION_ADDED:
-                if name not in have:
-                    db.execute(f"ALTER TABLE sessions ADD COLUMN {name} {kind}")
+            for table, column, kind in _ADDED_COLUMNS:
+                if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot create the schema in {self.path}: {exc}") from exc
@@ -229,6 +235,29 @@ class SQLiteStore(Store):
             "WHERE site = ? AND chair = ? AND ts_ms >= ? AND ts_ms < ? ORDER BY ts_ms",
             (site, chair, start_ms, end_ms))
         return [Reading(*row) for row in rows]
+
+    def iter_readings(self, site: str | None, start_ms: int, end_ms: int, chair: str | None = None,
+                      window_ms: int = 0) -> Iterator[Reading]:
+        """Yield raw readings in [start_ms, end_ms) in time order (ts, site, chair), fetched a few thousand at a time.
+
+        Its own connection, so a long replay neither holds this thread's connection nor sees half a write.
+        """
+        where, params = _where([("site = ?", site), ("chair = ?", chair), ("ts_ms >= ?", start_ms),
+                                ("ts_ms < ?", end_ms)])
+        try:
+            db = sqlite3.connect(self.path, timeout=self.timeout_s, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open {self.path}: {exc}") from exc
+        try:
+            cursor = db.execute(f"SELECT site, chair, ts_ms, {', '.join(_READING_COLS)} FROM readings{where} "
+                                "ORDER BY ts_ms, site, chair", params)
+            while rows := cursor.fetchmany(_FETCH_ROWS):
+                for row in rows:
+                    yield Reading(*row)
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite query on {self.path} failed: {exc}") from exc
+        finally:
+            db.close()
 
     def count_readings(self, site: str | None = None, chair: str | None = None) -> int:
         """Return how many readings are stored (for a site, a chair, or everything)."""
