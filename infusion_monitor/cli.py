@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("simulator.replay_cli", "replay a recording or a stored session"),
     "demo": ("infusion_monitor.demo", "run the whole system on this machine, no servers needed"),
     "user": ("dashboard.users_cli", "manage dashboard users"),
+    "report": ("infusion_monitor.report", "write one session's report (PDF or HTML) from the store"),
 }
 
 

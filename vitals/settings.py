@@ -212,6 +212,7 @@ ROLE_SETTINGS: dict[str, tuple[str, ...]] = {
     "record": (*_MQTT, "topic_prefix", "site"),
     "replay": (*_MQTT, "topic_prefix", *_STORE),  # its --site names the recorded or stored site, a role option
     "user": ("dashboard_users_file",),
+    "report": _STORE,  # its --site and --chair name the session's chair, role options
     "benchmarks": _STORE[1:],  # environment only: the suite starts its own servers and names their URLs
 }
 # Roles whose settings come only from the environment and file (no settings flags of their own).
