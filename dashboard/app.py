@@ -8,7 +8,7 @@ from typing import Any
 from dash import Dash
 
 from dashboard import guards, layouts
-from dashboard.pages import alarms, chair, login, overview
+from dashboard.pages import alarms, chair, login, overview, session
 from dashboard.services import Services
 
 ASSETS = Path(__file__).with_name("assets")
@@ -38,6 +38,7 @@ def create_app(services: Services) -> Dash:
     overview.register(app, services)
     chair.register(app, services)
     alarms.register(app, services)
+    session.register(app, services)
     _install_health(app.server, services)
     guards.install(app.server, services, ASSETS)
     services.gate.set_script_hashes(list(app.csp_hashes()))
