@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest.origin import Origin, OriginMismatch, decide, enforce, set_aside
+from vitals.care import CareRecord
 from vitals.reading import Reading
 from vitals.records import AlarmEvent, AuditRecord, Session
 
@@ -30,9 +31,10 @@ class Batch:
     sessions: list[Session] = field(default_factory=list)
     alarms: list[AlarmEvent] = field(default_factory=list)
     audit: list[AuditRecord] = field(default_factory=list)
+    care: list[CareRecord] = field(default_factory=list)  # session-record entries (ingest/care.py)
 
     def __len__(self) -> int:
-        return len(self.readings) + len(self.sessions) + len(self.alarms) + len(self.audit)
+        return len(self.readings) + len(self.sessions) + len(self.alarms) + len(self.audit) + len(self.care)
 
     def extend(self, other: Batch) -> None:
         """Append another batch's contents to this one."""
@@ -40,6 +42,7 @@ class Batch:
         self.sessions.extend(other.sessions)
         self.alarms.extend(other.alarms)
         self.audit.extend(other.audit)
+        self.care.extend(other.care)
 
     def to_json(self) -> bytes:
         """Serialise the batch for the spool."""
@@ -48,6 +51,7 @@ class Batch:
             "s": [_fields(s) for s in self.sessions],
             "a": [_fields(a) for a in self.alarms],
             "u": [_fields(u) for u in self.audit],
+            "c": [_fields(c) | {"data": dict(c.data)} for c in self.care],
         }, separators=(",", ":")).encode()
 
     @classmethod
@@ -59,6 +63,7 @@ class Batch:
             sessions=[Session(**obj) for obj in doc["s"]],
             alarms=[AlarmEvent(**obj) for obj in doc["a"]],
             audit=[AuditRecord(**obj) for obj in doc["u"]],
+            care=[CareRecord(**obj) for obj in doc.get("c", [])],
         )
 
 

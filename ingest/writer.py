@@ -196,7 +196,8 @@ class Writer:
             for records, write in ((batch.readings, self.store.write_readings),
                                    (batch.sessions, self.store.write_sessions),
                                    (batch.alarms, self.store.write_alarm_events),
-                                   (batch.audit, self.store.write_audit)):
+                                   (batch.audit, self.store.write_audit),
+                                   (batch.care, self.store.write_care_records)):
                 if not records:
                     continue
                 try:

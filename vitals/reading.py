@@ -31,6 +31,8 @@ REFUSAL_CODES: tuple[str, ...] = (
     "bad_session", "bad_status", "bad_command", "bad_limits", "internal",
     # a chair over its payload budget (ingest/fairness.py)
     "rate_limited",
+    # the session-record topic (vitals/care.py RECORD_REFUSAL_CODES)
+    "bad_record", "score_invalid", "no_session", "bad_sequence", "discharge_refused",
 )
 
 # Vitals in contract order, and the plausible range of each (inclusive). A value outside its range is a

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -74,6 +75,52 @@ def _load(payload: bytes | str, what: str) -> dict[str, Any]:
     return doc
 
 
+NURSE_SESSION_FIELDS: tuple[str, ...] = ("weight_kg", "total_mg", "baseline_dia", "baseline_source", "started_by")
+BASELINE_SOURCES: tuple[str, ...] = ("cuff", "entered")
+# A pseudonymous reference of a nurse-started session: no spaces, so a typed "First Last" name is refused.
+PATIENT_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+WEIGHT_KG = (20.0, 300.0)
+DOSE_MG_PER_KG = (0.01, 5.0)
+
+
+def _ranged(doc: dict[str, Any], key: str, bounds: tuple[float, float]) -> float | None:
+    value = _opt_number(doc.get(key), key)
+    if value is not None and not bounds[0] <= value <= bounds[1]:
+        raise RecordError(f"{key} {value:g} is outside {bounds[0]:g}-{bounds[1]:g}")
+    return value
+
+
+def _nurse_fields(doc: dict[str, Any]) -> dict[str, Any]:
+    """Validate the fields of a nurse-started session (all optional for a device's session)."""
+    started_by = clean_text(doc.get("started_by"), "started_by", max_len=64)
+    if started_by is not None and not started_by.strip():
+        raise RecordError("started_by is empty")
+    weight = _ranged(doc, "weight_kg", WEIGHT_KG)
+    total = _opt_number(doc.get("total_mg"), "total_mg")
+    dose = _opt_number(doc.get("dose_mg_per_kg"), "dose_mg_per_kg")
+    if weight is not None and dose is not None:
+        _ranged(doc, "dose_mg_per_kg", DOSE_MG_PER_KG)
+        computed = round(weight * dose, 1)
+        if total is not None and abs(total - computed) > 0.05:
+            raise RecordError(f"total_mg {total:g} is not weight_kg x dose_mg_per_kg = {computed:g}")
+        total = computed
+    elif total is not None:
+        raise RecordError("total_mg needs weight_kg and dose_mg_per_kg (it is computed from them)")
+    baseline_dia = _ranged(doc, "baseline_dia", (20.0, 200.0))
+    if doc.get("baseline_sys") is not None:
+        _ranged(doc, "baseline_sys", (40.0, 300.0))
+    source = doc.get("baseline_source")
+    if source is not None and source not in BASELINE_SOURCES:
+        raise RecordError(f"baseline_source must be one of {', '.join(BASELINE_SOURCES)}")
+    if started_by is not None:
+        ref = doc.get("patient_ref")
+        if not isinstance(ref, str) or not PATIENT_REF.fullmatch(ref):
+            raise RecordError("patient_ref of a nurse-started session must be a pseudonymous reference "
+                              "(1-64 of A-Z a-z 0-9 _ . : -, no spaces), never a name")
+    return {"weight_kg": weight, "total_mg": total, "baseline_dia": baseline_dia, "baseline_source": source,
+            "started_by": started_by}
+
+
 @dataclass(frozen=True, slots=True)
 class Session:
     """An infusion session of one chair. ``patient_ref`` is pseudonymous: never a name."""
@@ -89,6 +136,12 @@ class Session:
     duration_min: float | None = None
     patient_ref: str | None = None
     baseline_sys: float | None = None
+    # A session a nurse starts (issue 13) also carries these; a device's may leave them out.
+    weight_kg: float | None = None
+    total_mg: float | None = None  # weight_kg x dose_mg_per_kg, computed when both are given
+    baseline_dia: float | None = None
+    baseline_source: str | None = None  # "cuff" (the chair's last cuff reading) or "entered"
+    started_by: str | None = None  # the staff member who started it; absent for a device's session
 
     def to_json_obj(self) -> dict[str, Any]:
         """Return the session as its retained-topic JSON object (times as RFC 3339)."""
@@ -102,8 +155,9 @@ class Session:
             "duration_min": self.duration_min,
             "patient_ref": self.patient_ref,
         }
-        if self.baseline_sys is not None:
-            obj["baseline_sys"] = self.baseline_sys
+        for name in ("baseline_sys", *NURSE_SESSION_FIELDS):
+            if getattr(self, name) is not None:
+                obj[name] = getattr(self, name)
         return obj
 
     @classmethod
@@ -128,6 +182,7 @@ class Session:
             duration_min=_opt_number(doc.get("duration_min"), "duration_min"),
             patient_ref=clean_text(doc.get("patient_ref"), "patient_ref"),
             baseline_sys=_opt_number(doc.get("baseline_sys"), "baseline_sys"),
+            **_nurse_fields(doc),
         )
 
 

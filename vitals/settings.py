@@ -99,6 +99,8 @@ class Settings(BaseSettings):
     no_data_s: float = Field(15.0, description="wall-clock seconds without readings before no_data")
     audio_pause_s: float = Field(120.0, description="length of an audio pause")
     notify: NotifySettings = Field(default_factory=NotifySettings, description="staff notifications ([notify] section)")
+    care_plan_file: Path | None = Field(None, description="TOML care plan (schedule, discharge criteria) overriding "
+                                        "the shipped one (docs/care-plan.md)")
 
     # Dashboard
     dashboard_host: str = Field("127.0.0.1", description="address the dashboard serves on")
@@ -207,7 +209,7 @@ _DASHBOARD = tuple(name for name in Settings.model_fields if name.startswith("da
 ROLE_SETTINGS: dict[str, tuple[str, ...]] = {
     "ingest": tuple(name for name in Settings.model_fields if not name.startswith("dashboard_")),
     "dashboard": (*_MQTT, "topic_prefix", "site", *_STORE, "data_dir", *_DASHBOARD, "no_data_s", "cuff_interval_min",
-                  "audio_pause_s"),
+                  "audio_pause_s", "care_plan_file"),
     "simulate": (*_MQTT, "topic_prefix"),  # its --site is the site it publishes as, a role option
     "record": (*_MQTT, "topic_prefix", "site"),
     "replay": (*_MQTT, "topic_prefix", *_STORE),  # its --site names the recorded or stored site, a role option

@@ -9,6 +9,8 @@ Every topic lives under a configurable prefix (default ``clinic``):
     {prefix}/{site}/chair/{chair}/ack       acknowledge / audio-pause commands (dashboard -> ingest)
     {prefix}/{site}/chair/{chair}/limits    an admin's alarm-limit edit, retained (dashboard -> ingest)
     {prefix}/{site}/chair/{chair}/effective_limits  the limits the alarm engine enforces, retained (ingest -> all)
+    {prefix}/{site}/chair/{chair}/record    session record: infusion events, assessments, discharge (nurse/pump/EHR -> ingest)
+    {prefix}/{site}/chair/{chair}/record_state  the session record's state, retained (ingest -> all)
     {prefix}/{site}/alarms/events           alarm events (ingest -> all)
     {prefix}/ingest/rejected                refusals with their reasons (ingest -> all)
 """
@@ -27,7 +29,7 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}(/[A-Za-z0-9_-]{1,64}){0,7}")
 
 # Chair-level topic kinds, in the order the contract lists them.
-CHAIR_KINDS = ("vitals", "session", "status", "alarms", "ack", "limits", "effective_limits")
+CHAIR_KINDS = ("vitals", "session", "status", "alarms", "ack", "limits", "effective_limits", "record", "record_state")
 
 
 class TopicError(ValueError):
@@ -100,6 +102,14 @@ class Topics:
     def effective_limits(self, site: str, chair: str) -> str:
         """Return the retained topic of the limits the alarm engine enforces for a chair."""
         return self.chair(site, chair, "effective_limits")
+
+    def record(self, site: str, chair: str) -> str:
+        """Return the session-record topic of a chair (infusion events, assessments, discharge)."""
+        return self.chair(site, chair, "record")
+
+    def record_state(self, site: str, chair: str) -> str:
+        """Return the retained topic of a chair's session-record state (published by the ingest)."""
+        return self.chair(site, chair, "record_state")
 
     def alarm_events(self, site: str) -> str:
         """Return the alarm events topic of a site."""

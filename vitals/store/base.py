@@ -10,6 +10,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from vitals.care import EVENT_TYPES, CareRecord
 from vitals.reading import Reading
 from vitals.records import AlarmEvent, AuditRecord, Session
 
@@ -60,7 +61,7 @@ def choose_step_ms(start_ms: int, end_ms: int, max_points: int) -> int:
 
 
 class Store(ABC):
-    """Where readings, sessions, alarm events and audit records are kept."""
+    """Where readings, sessions, alarm events, audit records and session-record entries are kept."""
 
     url_redacted: str = ""
 
@@ -110,6 +111,30 @@ class Store(ABC):
     def audit(self, site: str | None = None, start_ms: int | None = None,
               end_ms: int | None = None, user: str | None = None) -> list[AuditRecord]:
         """Return audit records in [start_ms, end_ms), oldest first."""
+
+    @abstractmethod
+    def write_care_records(self, records: Sequence[CareRecord]) -> None:
+        """Write session-record entries (infusion events, assessments, discharges); keyed by chair, ts and type,
+        so the same record written twice is stored once."""
+
+    @abstractmethod
+    def care_records(self, site: str, chair: str | None = None, session_id: str | None = None,
+                     types: Sequence[str] | None = None, start_ms: int | None = None,
+                     end_ms: int | None = None) -> list[CareRecord]:
+        """Return session-record entries of a site (a chair, a session, some types) in [start_ms, end_ms), oldest
+        first."""
+
+    def infusion_events(self, site: str, chair: str, session_id: str) -> list[CareRecord]:
+        """Return a session's infusion events, adverse events and notes, oldest first."""
+        return self.care_records(site, chair, session_id, EVENT_TYPES)
+
+    def assessments(self, site: str, chair: str, session_id: str) -> list[CareRecord]:
+        """Return a session's assessments, oldest first."""
+        return self.care_records(site, chair, session_id, ("assessment",))
+
+    def discharges(self, site: str, chair: str, session_id: str) -> list[CareRecord]:
+        """Return a session's discharge (a list: empty, or one entry), with its criteria and any override."""
+        return self.care_records(site, chair, session_id, ("discharge",))
 
     @abstractmethod
     def ping(self) -> bool:

@@ -28,6 +28,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import urllib3
 
+from vitals.care import CareRecord
 from vitals.reading import VITALS, Reading
 from vitals.records import AlarmEvent, AuditRecord, Session
 from vitals.store.base import Latest, Series, Store, StoreError, StoreRejected, choose_step_ms
@@ -392,6 +393,8 @@ class InfluxStore(Store):
             "session_id": s.session_id, "state": s.state, "ended_at": s.ended_at, "drug": s.drug,
             "dose_mg_per_kg": _num(s.dose_mg_per_kg), "duration_min": _num(s.duration_min),
             "patient_ref": s.patient_ref, "baseline_sys": _num(s.baseline_sys),
+            "weight_kg": _num(s.weight_kg), "total_mg": _num(s.total_mg), "baseline_dia": _num(s.baseline_dia),
+            "baseline_source": s.baseline_source, "started_by": s.started_by,
         }, s.started_at))])
 
     def sessions(self, site: str | None = None, chair: str | None = None,
@@ -406,6 +409,9 @@ class InfluxStore(Store):
                 started_at=int(row["time"]), ended_at=None if ended is None else int(ended), drug=row.get("drug"),
                 dose_mg_per_kg=_num(row.get("dose_mg_per_kg")), duration_min=_num(row.get("duration_min")),
                 patient_ref=row.get("patient_ref"), baseline_sys=_num(row.get("baseline_sys")),
+                weight_kg=_num(row.get("weight_kg")), total_mg=_num(row.get("total_mg")),
+                baseline_dia=_num(row.get("baseline_dia")), baseline_source=row.get("baseline_source"),
+                started_by=row.get("started_by"),
             ))
         return sorted(out, key=lambda s: (s.started_at, s.site, s.chair))
 
@@ -451,6 +457,28 @@ class InfluxStore(Store):
                                    site=tags.get("site") or None, chair=tags.get("chair") or None,
                                    alarm_id=row.get("alarm_id"), detail=row.get("detail")))
         return sorted(out, key=lambda r: (r.ts, r.action, r.user))
+
+    def write_care_records(self, records: Sequence[CareRecord]) -> None:
+        """Write session-record entries as points of ``care`` keyed by chair and type at their ts."""
+        if not records:
+            return
+        self._ensure()
+        self._post_lines([text for r in records if (text := line(
+            "care", {"site": r.site, "chair": r.chair, "type": r.type},
+            {"session_id": r.session_id, "author": r.author, "data": r.data_json()}, r.ts))])
+
+    def care_records(self, site: str, chair: str | None = None, session_id: str | None = None,
+                     types: Sequence[str] | None = None, start_ms: int | None = None,
+                     end_ms: int | None = None) -> list[CareRecord]:
+        """Return session-record entries in [start_ms, end_ms), oldest first."""
+        clauses = _eq("site", site) + _eq("chair", chair) + _eq("session_id", session_id)
+        if types is not None:
+            clauses.append("(" + " OR ".join(f'"type" = {quote_literal(t)}' for t in types) + ")")
+        where = _where(clauses + _time_where(start_ms, end_ms))
+        out = [CareRecord.from_stored(tags["site"], tags["chair"], row["session_id"], int(row["time"]), tags["type"],
+                                      row["author"], row["data"])
+               for tags, row in self._rows(f'SELECT * FROM "care"{where} GROUP BY "site", "chair", "type"')]
+        return sorted(out, key=lambda r: (r.ts, r.chair, r.type))
 
     # -- health -------------------------------------------------------------------------------------------
 

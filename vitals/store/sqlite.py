@@ -15,11 +15,12 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from vitals.care import CareRecord
 from vitals.reading import VITALS, Reading
 from vitals.records import AlarmEvent, AuditRecord, Session
 from vitals.store.base import Latest, Series, Store, StoreError, choose_step_ms
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: care_records, and the sessions columns of a nurse-started session
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
@@ -49,7 +50,16 @@ CREATE TABLE IF NOT EXISTS audit (
     detail TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (ts, action, user, site, chair, alarm_id, detail)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS care_records (
+    site TEXT NOT NULL, chair TEXT NOT NULL, ts INTEGER NOT NULL, type TEXT NOT NULL, session_id TEXT NOT NULL,
+    author TEXT NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (site, chair, ts, type)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS care_by_session ON care_records (site, chair, session_id);
 """
+# Columns added to a version-1 file's sessions table (SQLite adds them in place; old rows read as NULL).
+_SESSION_ADDED = (("weight_kg", "REAL"), ("total_mg", "REAL"), ("baseline_dia", "REAL"), ("baseline_source", "TEXT"),
+                  ("started_by", "TEXT"))
 
 _READING_COLS = ("seq", *VITALS)
 _UPSERT_READING = (
@@ -59,7 +69,7 @@ _UPSERT_READING = (
     + ", ".join(f"{c} = COALESCE(excluded.{c}, readings.{c})" for c in _READING_COLS)
 )
 _SESSION_COLS = ("site", "chair", "started_at", "session_id", "state", "ended_at", "drug", "dose_mg_per_kg",
-                 "duration_min", "patient_ref", "baseline_sys")
+                 "duration_min", "patient_ref", "baseline_sys", *(name for name, _ in _SESSION_ADDED))
 _ALARM_COLS = ("site", "chair", "ts", "alarm_id", "event", "vital", "kind", "priority", "value", "limit", "user", "text")
 _AUDIT_COLS = ("ts", "action", "user", "site", "chair", "alarm_id", "detail")
 
@@ -93,6 +103,10 @@ class SQLiteStore(Store):
             if version > SCHEMA_VERSION:
                 raise StoreError(f"{self.path} has schema version {version}; this release knows {SCHEMA_VERSION}")
             db.executescript(SCHEMA)
+            have = {row[1] for row in db.execute("PRAGMA table_info(sessions)")}
+            for name, kind in _SESSION_ADDED:
+                if name not in have:
+                    db.execute(f"ALTER TABLE sessions ADD COLUMN {name} {kind}")
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot create the schema in {self.path}: {exc}") from exc
@@ -265,6 +279,25 @@ class SQLiteStore(Store):
         rows = self._query(f"SELECT {', '.join(_AUDIT_COLS)} FROM audit{where} ORDER BY ts, action, user", params)
         return [AuditRecord(**{c: (None if v == "" and c not in ("action", "user") else v)
                                for c, v in zip(_AUDIT_COLS, row, strict=True)}) for row in rows]
+
+    def write_care_records(self, records: Sequence[CareRecord]) -> None:
+        """Write session-record entries; the same chair, ts and type replaces the earlier row (a re-sent record)."""
+        self._write("INSERT OR REPLACE INTO care_records (site, chair, ts, type, session_id, author, data) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(r.site, r.chair, r.ts, r.type, r.session_id, r.author, r.data_json()) for r in records])
+
+    def care_records(self, site: str, chair: str | None = None, session_id: str | None = None,
+                     types: Sequence[str] | None = None, start_ms: int | None = None,
+                     end_ms: int | None = None) -> list[CareRecord]:
+        """Return session-record entries in [start_ms, end_ms), oldest first."""
+        where, params = _where([("site = ?", site), ("chair = ?", chair), ("session_id = ?", session_id),
+                                ("ts >= ?", start_ms), ("ts < ?", end_ms)])
+        if types is not None:
+            where += (" AND " if where else " WHERE ") + f"type IN ({', '.join('?' for _ in types)})"
+            params += list(types)
+        rows = self._query("SELECT site, chair, session_id, ts, type, author, data FROM care_records"
+                           f"{where} ORDER BY ts, chair, type", params)
+        return [CareRecord.from_stored(*row) for row in rows]
 
     # -- health -------------------------------------------------------------------------------------------
 
