@@ -23,8 +23,10 @@ from dashboard.record import RECORDING_ROLES, RecordCache, new_session_id, numbe
 from dashboard.services import Services
 from dashboard.state import format_elapsed
 from vitals.care import ADVERSE_KINDS, RATE_UNITS
+from vitals.careplan import load_care_plan
 from vitals.records import Session
 from vitals.scales import SCALES, aldrete_prefill
+from vitals.session_record import progress
 from vitals.topics import TopicError, check_id
 
 log = logging.getLogger("dashboard.session")
@@ -168,63 +170,91 @@ def panel(services: Services, site: str, chair: str) -> html.Div:
 
 # --- what the panel shows ------------------------------------------------------------------------------------
 
-def _minutes(value: Any) -> str:
-    number = number_or_none(value)
-    return "-" if number is None else format_elapsed(int(number * 1000))
+def _clock(ms: Any) -> str:
+    number = number_or_none(ms)
+    return "-" if number is None else format_elapsed(int(number))
 
 
-def status_view(session: Session | None, state: Any, now: int) -> list[Any]:
-    """Return the record state line: session, infusion elapsed/remaining, what is due, recovery and readiness."""
+PHASES = {"none": "no infusion", "pre": "before the infusion", "infusing": "infusing", "paused": "infusion PAUSED",
+          "recovery": "recovery", "discharged": "discharged"}
+
+
+def state_of(cache: RecordCache, session: Session | None, site: str, chair: str) -> dict[str, Any] | None:
+    """Return the chair's published session-record state when it is about ``session``, else None."""
+    state = cache.state(site, chair)
+    if session is None or not isinstance(state, dict) or state.get("session_id") != session.session_id:
+        return None
+    return state
+
+
+def status_view(session: Session | None, state: dict[str, Any] | None, now: int, refusal: Any = None) -> list[Any]:
+    """Return the record state line: session, infusion elapsed/remaining (following pauses), what is due, recovery
+    time and discharge readiness, all as the ingest published them (clocks advanced to now between publications)."""
     if session is None:
         return [html.P("No session on this chair.", className="muted")]
     bits: list[Any] = [html.Span(f"Session {session.session_id} ({session.state})", className="rec-chip")]
     if session.patient_ref:
         bits.append(html.Span(f"patient ref {session.patient_ref}", className="rec-chip"))
-    if isinstance(state, dict) and state.get("session_id") == session.session_id:
+    if session.total_mg is not None:
+        bits.append(html.Span(f"{session.drug or 'dose'} {session.dose_mg_per_kg:g} mg/kg = {session.total_mg:g} mg",
+                              className="rec-chip"))
+    if state is not None:
+        phase = str(state.get("phase") or "none")
+        clocks = progress(state, now)
+        bits.append(html.Span(PHASES.get(phase, phase), className=f"rec-chip rec-phase-{phase}", id="rec-phase"))
         infusion = state.get("infusion") or {}
-        phase = str(state.get("phase") or infusion.get("state") or "")
-        if phase:
-            bits.append(html.Span(phase.replace("_", " "), className=f"rec-chip rec-phase-{phase}", id="rec-phase"))
-        if infusion.get("elapsed_s") is not None:
-            bits.append(html.Span(f"infusion {_minutes(infusion.get('elapsed_s'))}", className="rec-chip",
-                                  id="rec-elapsed"))
-        if infusion.get("remaining_s") is not None:
-            bits.append(html.Span(f"remaining {_minutes(infusion.get('remaining_s'))}", className="rec-chip",
-                                  id="rec-remaining"))
-        recovery = state.get("recovery") or {}
-        if recovery.get("elapsed_s") is not None:
-            bits.append(html.Span(f"recovery {_minutes(recovery.get('elapsed_s'))}", className="rec-chip",
+        if infusion.get("started_at"):
+            bits.append(html.Span(f"infusion {_clock(clocks['elapsed_ms'])}", className="rec-chip", id="rec-elapsed"))
+            if clocks["remaining_ms"] is not None and phase in ("infusing", "paused"):
+                bits.append(html.Span(f"remaining {_clock(clocks['remaining_ms'])}", className="rec-chip",
+                                      id="rec-remaining"))
+            if infusion.get("rate") is not None:
+                bits.append(html.Span(f"rate {infusion['rate']:g} {infusion.get('rate_unit') or ''}".strip(),
+                                      className="rec-chip"))
+        if clocks["recovery_ms"] is not None:
+            minimum = (state.get("recovery") or {}).get("min_observation_ms")
+            of = f" of {_clock(minimum)} minimum" if minimum else ""
+            bits.append(html.Span(f"recovery {_clock(clocks['recovery_ms'])}{of}", className="rec-chip",
                                   id="rec-recovery"))
-        due = state.get("due") or []
-        for item in due[:4]:
-            if isinstance(item, dict):
-                late = " OVERDUE" if item.get("overdue") else ""
-                when = clock_text(int(item["due_at"])) if isinstance(item.get("due_at"), int) else ""
-                bits.append(html.Span(f"due: {item.get('what', item.get('item', '?'))} {when}{late}",
+        for item in state.get("due") or []:
+            if isinstance(item, dict) and (item.get("due") or item.get("overdue")):
+                late = item.get("overdue")
+                bits.append(html.Span(f"{'OVERDUE' if late else 'due'}: {item.get('label', item.get('id', '?'))}",
                                       className=f"rec-chip rec-due{' rec-overdue' if late else ''}"))
-        ready = state.get("discharge") or {}
-        if ready:
-            ok = bool(ready.get("ready"))
+        upcoming = [i for i in state.get("due") or [] if isinstance(i, dict) and not i.get("due")
+                    and isinstance(i.get("due_at"), int)]
+        if upcoming:
+            first = min(upcoming, key=lambda i: i["due_at"])
+            bits.append(html.Span(f"next: {first.get('label', first.get('id'))} at {clock_text(first['due_at'])}",
+                                  className="rec-chip muted"))
+        readiness = state.get("readiness")
+        if isinstance(readiness, dict) and phase != "discharged":
+            ok = bool(readiness.get("ready"))
             bits.append(html.Span("ready for discharge" if ok else "not ready for discharge",
                                   className=f"rec-chip {'rec-ready' if ok else 'rec-not-ready'}", id="rec-ready"))
     elif session.state == "active":
         bits.append(html.Span(f"started {format_elapsed(now - session.started_at)} ago", className="rec-chip"))
-    return [html.Div(bits, className="rec-chips")]
+    out: list[Any] = [html.Div(bits, className="rec-chips")]
+    if refusal is not None:
+        out.append(html.Div(f"Refused by the ingest at {clock_text(refusal.ts)} ({refusal.type or 'record'}): "
+                            f"{refusal.reason}", className="banner banner-warn", id="rec-refusal"))
+    return out
 
 
-def readiness_view(state: Any) -> list[Any]:
-    """Return the discharge criteria as the ingest judges them: each met or not."""
-    ready = (state or {}).get("discharge") if isinstance(state, dict) else None
-    if not ready:
-        return [html.P("Discharge readiness not yet published by the ingest.", className="muted")]
-    rows = []
-    for criterion in ready.get("criteria") or []:
-        if isinstance(criterion, dict):
-            rows.append(html.Li(f"{'met' if criterion.get('met') else 'NOT met'}: {criterion.get('name', '')}"
-                                + (f" ({criterion['detail']})" if criterion.get("detail") else ""),
-                                className="rec-met" if criterion.get("met") else "rec-unmet"))
-    head = "All discharge criteria met." if ready.get("ready") else "Discharge criteria not met: discharging needs a " \
-                                                                    "recorded override reason."
+def readiness_view(state: dict[str, Any] | None) -> list[Any]:
+    """Return the discharge criteria as the ingest judges them: each met or not (never recomputed here)."""
+    readiness = state.get("readiness") if state else None
+    if state is not None and state.get("phase") == "discharged":
+        return [html.P("Discharged.", id="rec-ready-text")]
+    if not isinstance(readiness, dict):
+        return [html.P("Discharge readiness is judged once the infusion has stopped.", className="muted",
+                       id="rec-ready-text")]
+    rows = [html.Li(f"{'met' if c.get('met') else 'NOT met'}: {c.get('id', '')}"
+                    + (f" ({c['detail']})" if c.get("detail") else ""),
+                    className="rec-met" if c.get("met") else "rec-unmet")
+            for c in readiness.get("criteria") or [] if isinstance(c, dict)]
+    head = ("All discharge criteria met." if readiness.get("ready") else
+            "Discharge criteria not met: discharging needs a recorded override reason.")
     return [html.P(head, id="rec-ready-text"), html.Ul(rows, className="rec-criteria")]
 
 
@@ -310,7 +340,7 @@ def register(app: Dash, services: Services) -> None:
         from dashboard.pages.chair import current_session
 
         session = current_session(services, site, chair)
-        state = cache.state(site, chair)
+        state = state_of(cache, session, site, chair)
         try:
             items = services.history.with_store(
                 lambda s: s.care_records(site, chair, session.session_id)) if session else []
@@ -318,7 +348,8 @@ def register(app: Dash, services: Services) -> None:
                              empty="Nothing recorded in this session yet.")
         except HistoryUnavailable as exc:
             log_view = html.P(f"Session log unavailable: {exc}", className="muted")
-        return status_view(session, state, now), report_links(site, chair, session), log_view
+        return (status_view(session, state, now, cache.refusal(site, chair, now)), report_links(site, chair, session),
+                log_view)
 
     register_forms(app, services, cache)  # their components exist only for roles that may record
 
@@ -338,16 +369,14 @@ def register_forms(app: Dash, services: Services, cache: RecordCache) -> None:
     def rec_mode(_n: int, key: dict[str, str], shown: Any) -> tuple[Any, ...]:
         site, chair = _chair(services, key)
         session = _live_session(services, site, chair)
-        state = cache.state(site, chair)
-        discharged = isinstance(state, dict) and bool(state.get("discharged")) and (
-            session is not None and state.get("session_id") == session.session_id)
+        state = state_of(cache, session, site, chair)
+        discharged = state is not None and state.get("phase") == "discharged"
         mode = "none" if session is None or session.state != "active" else ("discharged" if discharged else "active")
-        readiness = readiness_view(state if session and isinstance(state, dict)
-                                   and state.get("session_id") == session.session_id else None)
+        readiness = readiness_view(state)
         if mode == shown:
             return no_update, no_update, no_update, no_update, no_update, readiness
-        active = mode == "active"
-        return mode, active, not active, not active, not active, readiness
+        recording = mode == "active"
+        return mode, mode != "none", not recording, not recording, mode == "none", readiness
 
     @app.callback(Output("rec-items", "children"), Input("rec-scale", "value"), State("chair-key", "data"))
     def rec_items(scale_id: Any, key: dict[str, str]) -> Any:
@@ -360,8 +389,7 @@ def register_forms(app: Dash, services: Services, cache: RecordCache) -> None:
             session = state.session if state else None
             cuff = state.cuff if state else None
             spo2 = state.values.get("spo2") if state else None
-            plan = cache.state(site, chair)
-            unit = plan.get("circulation", "mmhg") if isinstance(plan, dict) else "mmhg"
+            unit = load_care_plan(services.config.care_plan_file, site).circulation
             prefill = aldrete_prefill(cuff[1] if cuff else None, session.baseline_sys if session else None,
                                       spo2[1] if spo2 else None, unit)
         return scale_items(scale_id, prefill)
@@ -405,8 +433,8 @@ def register_forms(app: Dash, services: Services, cache: RecordCache) -> None:
             return publish_record(services, site, chair, session, {"type": "assessment", "scale": scale_id,
                                                                   "items": items})
         if trigger == "rec-discharge":
-            state = cache.state(site, chair)
-            ready = isinstance(state, dict) and bool((state.get("discharge") or {}).get("ready"))
+            state = state_of(cache, session, site, chair)
+            ready = state is not None and bool((state.get("readiness") or {}).get("ready"))
             reason = (override or "").strip()
             if not ready and not reason:
                 return ("Discharge refused: the discharge criteria are not met (see above). To discharge anyway, "
