@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from vitals.care import INFUSION_EVENTS, CareRecord
 from vitals.reading import Reading
 from vitals.records import AlarmEvent, AuditRecord, Session
+from vitals.scales import SCALES
 from vitals.store import Series, Store
 
 # Readings are read from this long before the session start (the baseline) to this long after its end (recovery).
@@ -93,12 +95,6 @@ def pick_session(sessions: Sequence[Session], session_id: str | None) -> Session
     return max(found, key=lambda s: s.started_at)
 
 
-# Hooks filled by the nurse's record (infusion events, assessments, discharge) once the store has them: each takes
-# (store, report) and adds to the report's facts, timeline, assessments, discharge and markers.
-Extender = Callable[[Store, "SessionReport"], None]
-EXTENDERS: list[Extender] = []
-
-
 def collect(store: Store, site: str, chair: str, session_id: str | None = None, *, now_ms: int | None = None) -> SessionReport:
     """Read one session's report from a store (``session_id`` None: the chair's newest session)."""
     now = now_ms if now_ms is not None else datetime.now(UTC).timestamp() * 1000
@@ -119,8 +115,7 @@ def collect(store: Store, site: str, chair: str, session_id: str | None = None, 
     report = SessionReport(site, chair, session, now, start, end, series, cuff, alarms, audit)
     report.facts = session_facts(session)
     report.timeline = base_timeline(report)
-    for extend in EXTENDERS:
-        extend(store, report)
+    add_care_records(report, store.care_records(site, chair, session.session_id))
     report.timeline.sort(key=lambda row: row.ts)
     return report
 
@@ -128,13 +123,62 @@ def collect(store: Store, site: str, chair: str, session_id: str | None = None, 
 def session_facts(session: Session) -> list[tuple[str, str]]:
     """Return the patient and treatment facts a session record carries."""
     facts = [("Patient ref (pseudonymous)", session.patient_ref or "-"), ("Session", session.session_id),
-             ("Drug", session.drug or "-"), ("Dose", _num(session.dose_mg_per_kg, "mg/kg")),
+             ("Weight", _num(session.weight_kg, "kg")), ("Drug", session.drug or "-"),
+             ("Dose", _num(session.dose_mg_per_kg, "mg/kg")), ("Total dose", _num(session.total_mg, "mg")),
              ("Planned duration", _num(session.duration_min, "min")),
+             ("Baseline BP", baseline_text(session)),
              ("Started", utc(session.started_at, date=True)),
-             ("Ended", utc(session.ended_at, date=True) if session.ended_at else "still running")]
-    if session.baseline_sys is not None:
-        facts.append(("Baseline systolic", _num(session.baseline_sys, "mmHg")))
+             ("Ended", utc(session.ended_at, date=True) if session.ended_at else "still running"),
+             ("Started by", session.started_by or "device")]
     return facts
+
+
+def baseline_text(session: Session) -> str:
+    """Return the pre-infusion baseline BP and where it came from."""
+    if session.baseline_sys is None:
+        return "-"
+    dia = f"/{session.baseline_dia:g}" if session.baseline_dia is not None else ""
+    source = {"cuff": " (last cuff reading)", "entered": " (entered)"}.get(session.baseline_source or "", "")
+    return f"{session.baseline_sys:g}{dia} mmHg{source}"
+
+
+def add_care_records(report: SessionReport, records: Sequence[CareRecord]) -> None:
+    """Add the nurse's record to a report: events on the timeline and chart, assessments, the discharge."""
+    for record in sorted(records, key=lambda r: r.ts):
+        data = record.data
+        if record.type == "assessment":
+            scale = SCALES.get(str(data.get("scale")))
+            name = scale.name if scale else str(data.get("scale"))
+            items = data.get("items") or {}
+            labels = {i.id: i.label for i in scale.items} if scale else {}
+            shown = "" if scale is not None and scale.single else ", ".join(
+                f"{labels.get(k, k)} {v}" for k, v in items.items())
+            threshold = f" (discharge at {scale.discharge_min})" if scale and scale.discharge_min else ""
+            report.assessments.append((record.ts, name, f"{data.get('total')}{threshold}", shown, record.author))
+            report.timeline.append(Row(record.ts, "assessment", f"{name} total {data.get('total')}", record.author))
+            report.markers.append((record.ts, f"{name} {data.get('total')}"))
+        elif record.type == "discharge":
+            report.timeline.append(Row(record.ts, "discharge", record.summary(), record.author))
+            report.markers.append((record.ts, "discharge"))
+            report.discharge = [("Discharged", utc(record.ts, date=True)), ("By", record.author),
+                                ("Accepted on", "override" if data.get("override_reason") or
+                                 data.get("accepted") == "override" else "criteria met")]
+            if data.get("override_reason"):
+                report.discharge.append(("Override reason", str(data["override_reason"])))
+            for criterion in data.get("criteria") or []:
+                if isinstance(criterion, dict):
+                    report.discharge.append((f"Criterion: {criterion.get('id', '')}",
+                                             f"{'met' if criterion.get('met') else 'NOT met'}"
+                                             + (f" - {criterion['detail']}" if criterion.get("detail") else "")))
+        else:
+            text = record.summary().replace("_", " ")
+            for key in ("reason", "text"):
+                if data.get(key):
+                    text += f": {data[key]}"
+            kind = "infusion" if record.type in INFUSION_EVENTS else record.type.replace("_", " ")
+            report.timeline.append(Row(record.ts, kind, text, record.author))
+            if record.type != "note":
+                report.markers.append((record.ts, record.type.replace("infusion_", "").replace("_", " ")))
 
 
 def base_timeline(report: SessionReport) -> list[Row]:
@@ -281,7 +325,7 @@ def render_pdf(report: SessionReport) -> bytes:
     small = ParagraphStyle("small", parent=body, fontSize=7, leading=8.5, textColor=colors.HexColor("#555555"))
     h1 = ParagraphStyle("h1", parent=styles["Heading1"], fontSize=15, spaceAfter=2)
     h2 = ParagraphStyle("h2", parent=styles["Heading2"], fontSize=10.5, spaceBefore=8, spaceAfter=3,
-                        textColor=colors.HexColor("#0b3d62"))
+                        textColor=colors.HexColor("#0b3d62"), keepWithNext=1)
 
     def para(text: object, style: ParagraphStyle = body) -> Paragraph:
         return Paragraph(html_escape.escape(str(text)), style)
@@ -326,7 +370,7 @@ def render_pdf(report: SessionReport) -> bytes:
              [18 * mm, 22 * mm, 100 * mm, 34 * mm]),
         para("Assessments", h2),
         grid(ASSESS_HEAD, [[utc(ts), scale, total, items, user] for ts, scale, total, items, user in report.assessments],
-             [18 * mm, 30 * mm, 16 * mm, 76 * mm, 34 * mm], "no assessment recorded"),
+             [18 * mm, 28 * mm, 28 * mm, 66 * mm, 34 * mm], "no assessment recorded"),
         para("Cuff blood pressure", h2),
         grid(CUFF_HEAD, cuff_rows(report), None, "no cuff reading stored"),
         para("Alarms", h2),

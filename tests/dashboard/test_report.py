@@ -10,6 +10,7 @@ import pytest
 
 from dashboard.report import ReportError, collect, render, render_html
 from infusion_monitor.cli import main
+from vitals.care import CareRecord
 from vitals.reading import Reading
 from vitals.records import AlarmEvent, AuditRecord, Session
 from vitals.store import open_store
@@ -30,7 +31,23 @@ def store_url(tmp_path: Path) -> str:
     store.write_sessions([Session(SITE, CHAIR, "S-older", "ended", T0 - 86400_000, T0 - 86400_000 + 3600_000,
                                   "ketamine", 0.5, 40, "P-0001"),
                           Session(SITE, CHAIR, "S-1234", "ended", T0, T0 + 100 * 60_000, "ketamine", 0.5, 40,
-                                  "P-4711", 121)])
+                                  "P-4711", 121, weight_kg=72.4, total_mg=36.2, baseline_dia=78, baseline_source="cuff",
+                                  started_by="nurse.kim")])
+    aldrete = {"activity": 2, "respiration": 2, "circulation": 2, "consciousness": 1, "spo2": 1}
+    store.write_care_records([CareRecord(SITE, CHAIR, "S-1234", T0 + minute * 60_000, kind, "nurse.kim", data)
+                              for minute, kind, data in [
+        (1, "infusion_start", {"rate": 52.5, "rate_unit": "mg/h"}),
+        (12, "rate_change", {"rate": 40.0, "rate_unit": "mg/h", "reason": "nausea"}),
+        (13, "adverse_event", {"kind": "nausea", "treatment": "ondansetron", "dose": "4 mg IV"}),
+        (20, "pause", {}), (23, "resume", {}),
+        (30, "assessment", {"scale": "moaas", "items": {"responsiveness": 5}, "total": 5}),
+        (44, "infusion_stop", {}),
+        (80, "assessment", {"scale": "aldrete", "items": aldrete, "total": 8}),
+        (95, "assessment", {"scale": "aldrete", "items": {**aldrete, "consciousness": 2}, "total": 9}),
+        (96, "discharge", {"criteria": [{"id": "score", "met": True, "detail": "Modified Aldrete 9 >= 9"},
+                                        {"id": "observation", "met": True, "detail": "observed 52 of 30 min"}],
+                           "accepted": "criteria"}),
+    ]])
     readings = [Reading(SITE, CHAIR, T0 - 300_000 + i * 10_000, hr=72 + i % 5, spo2=97, rr=14) for i in range(700)]
     for minute, (sys_, dia) in zip(range(0, 100, 10), [(121, 78), (128, 80), (134, 84), (139, 88), (142, 90),
                                                        (136, 86), (130, 82), (126, 80), (123, 79), (122, 78)],
@@ -56,7 +73,11 @@ def test_the_pdf_holds_the_session_facts_cuff_readings_and_who_acknowledged(stor
                  "--out", str(out)]) == 0
     assert out.read_bytes().startswith(b"%PDF")
     text = pdf_text(out)
-    for fact in ("Infusion session report", "P-4711", "S-1234", "ketamine", "0.5 mg/kg", "40 min", "121 mmHg",
+    for fact in ("Infusion session report", "P-4711", "S-1234", "ketamine", "0.5 mg/kg", "40 min", "72.4 kg", "36.2 mg",
+                 "121/78 mmHg (last cuff reading)", "infusion start 52.5 mg/h", "rate change 40 mg/h: nausea",
+                 "adverse event nausea (ondansetron, 4 mg IV)", "pause", "resume", "infusion stop", "MOAA/S total 5",
+                 "Modified Aldrete total 8", "Modified Aldrete total 9", "discharge (criteria met)",
+                 "Modified Aldrete 9 >= 9", "Criterion: observation",
                  "Vitals trend", "Cuff blood pressure", "Event timeline", "session started", "session ended",
                  "not a certified medical device"):
         assert fact in text, fact
