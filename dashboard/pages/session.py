@@ -32,6 +32,8 @@ from vitals.topics import TopicError, check_id
 log = logging.getLogger("dashboard.session")
 
 DRUGS = ("ketamine", "esketamine")
+# The chair's last cuff reading pre-fills the baseline only if it is at most this old.
+BASELINE_MAX_AGE_MS = 30 * 60_000
 EVENT_BUTTONS = (("infusion_start", "Start infusion"), ("pause", "Pause"), ("resume", "Resume"),
                  ("infusion_stop", "Stop infusion"))
 
@@ -56,9 +58,13 @@ def start_form(services: Services, site: str, chair: str) -> html.Div:
     """Return the form that starts a session, baseline BP pre-filled from the chair's last cuff reading."""
     state = services.state.chair_state(site, chair)
     cuff = state.cuff if state else None
+    if cuff is not None and now_ms() - cuff[0] > BASELINE_MAX_AGE_MS:  # likely the previous patient's: never offered
+        hint = f"the chair's last cuff reading ({clock_text(cuff[0])}) is too old: take one and enter it"
+        cuff = None
+    else:
+        hint = (f"from the cuff reading of {clock_text(cuff[0])}; correct it or enter one" if cuff
+                else "no cuff reading from this chair: take one and enter it")
     sys_value, dia_value = (cuff[1], cuff[2]) if cuff else (None, None)
-    hint = (f"from the cuff reading of {clock_text(cuff[0])}; correct it or enter one" if cuff
-            else "no cuff reading from this chair: enter the pre-infusion BP")
     return html.Div([
         html.H4("Start a session"),
         html.Div([
@@ -67,7 +73,8 @@ def start_form(services: Services, site: str, chair: str) -> html.Div:
             _field("Weight (kg)", dcc.Input(id="rec-weight", type="number", min=20, max=300, step=0.1)),
             _field("Drug", dcc.Dropdown(id="rec-drug", options=list(DRUGS), value=DRUGS[0], clearable=False)),
             _field("Dose (mg/kg)", dcc.Input(id="rec-dose", type="number", min=0.01, max=5, step=0.01, value=0.5)),
-            _field("Total dose", html.Output("enter weight and dose", id="rec-total", className="rec-total")),
+            _field("Total dose", html.Output(html.Span("enter weight and dose", className="muted"), id="rec-total",
+                                             className="rec-total")),
             _field("Planned duration (min)", dcc.Input(id="rec-duration", type="number", min=1, max=600, value=40)),
             _field("Baseline systolic (mmHg)", dcc.Input(id="rec-bsys", type="number", min=40, max=300,
                                                          value=sys_value)),
@@ -348,8 +355,10 @@ def register(app: Dash, services: Services) -> None:
                              empty="Nothing recorded in this session yet.")
         except HistoryUnavailable as exc:
             log_view = html.P(f"Session log unavailable: {exc}", className="muted")
-        return (status_view(session, state, now, cache.refusal(site, chair, now)), report_links(site, chair, session),
-                log_view)
+        refusal = cache.refusal(site, chair, now)
+        if refusal is not None and state is not None and int(state.get("ts") or 0) > refusal.ts:
+            refusal = None  # the ingest accepted something since: the refusal is history (in the audit trail)
+        return status_view(session, state, now, refusal), report_links(site, chair, session), log_view
 
     register_forms(app, services, cache)  # their components exist only for roles that may record
 
@@ -358,9 +367,9 @@ def register_forms(app: Dash, services: Services, cache: RecordCache) -> None:
     """Register the callbacks of the recording forms."""
 
     @app.callback(Output("rec-total", "children"), Input("rec-weight", "value"), Input("rec-dose", "value"))
-    def rec_total(weight: Any, dose: Any) -> str:
+    def rec_total(weight: Any, dose: Any) -> Any:
         total = total_mg(weight, dose)
-        return "enter weight and dose" if total is None else f"{total:g} mg"
+        return html.Span("enter weight and dose", className="muted") if total is None else f"{total:g} mg"
 
     @app.callback(Output("rec-mode", "data"), Output("rec-start-form", "hidden"), Output("rec-event-form", "hidden"),
                   Output("rec-assess-form", "hidden"), Output("rec-discharge-form", "hidden"),
@@ -432,13 +441,8 @@ def register_forms(app: Dash, services: Services, cache: RecordCache) -> None:
                 return f"Not sent: score every item ({', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''})."
             return publish_record(services, site, chair, session, {"type": "assessment", "scale": scale_id,
                                                                   "items": items})
-        if trigger == "rec-discharge":
-            state = state_of(cache, session, site, chair)
-            ready = state is not None and bool((state.get("readiness") or {}).get("ready"))
+        if trigger == "rec-discharge":  # the ingest judges the criteria; its refusal shows above with the reason
             reason = (override or "").strip()
-            if not ready and not reason:
-                return ("Discharge refused: the discharge criteria are not met (see above). To discharge anyway, "
-                        "enter an override reason; it is recorded.")
             return publish_record(services, site, chair, session, {"type": "discharge",
                                                                   "override_reason": reason or None})
         if isinstance(trigger, dict) and trigger.get("type") == "rec-ev":
