@@ -95,6 +95,7 @@ class IngestService:
                 self.spool.close()
                 raise
             self.writer.checkpoint = self.alarms.checkpoint
+        self.care = self._care_service()
 
     # -- lifecycle --------------------------------------------------------------------------------------
 
@@ -103,6 +104,8 @@ class IngestService:
         self.writer.start()
         if self.alarms is not None:
             self.alarms.start()
+        if self.care is not None:
+            self.care.start()
         if self.settings.http_port:
             self.http = HealthServer(self.settings.http_host, self.settings.http_port, self.metrics, self.health)
             self.http.start()
@@ -122,6 +125,8 @@ class IngestService:
     def stop(self) -> None:
         """Flush and acknowledge everything received, save alarm state, disconnect."""
         log.info("stopping: flushing %d pending messages", self.writer.pending)
+        if self.care is not None:
+            self.care.stop()
         if self.alarms is not None:
             self.alarms.stop()
         self.writer.stop()
@@ -157,6 +162,8 @@ class IngestService:
         subs = [(vitals_filter, 1)]
         if self.alarms is not None or not self.settings.shared_group:
             subs += [(self.topics.chair_filter(kind, site), 1) for kind in ("session", "status", "ack", "limits")]
+        if self.care is not None:
+            subs.append((self.topics.chair_filter("record", site), 1))
         return subs
 
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any = None) -> None:
@@ -236,6 +243,8 @@ class IngestService:
                 batch.sessions.append(session)
                 if self.alarms is not None:
                     self.alarms.on_session(session)
+                if self.care is not None:
+                    self.care.on_session(session)
         self.writer.submit(Item(batch, ack))
 
     def _handle_status(self, site: str, chair: str, msg: paho.MQTTMessage, ack: Callable[[], None] | None) -> None:
@@ -269,6 +278,21 @@ class IngestService:
                 self._refuse(msg.topic, [Refusal("message", str(exc), code="bad_limits")], msg.payload)
         self.writer.submit(Item(Batch(), ack))
 
+    def _handle_record(self, site: str, chair: str, msg: paho.MQTTMessage, ack: Callable[[], None] | None) -> None:
+        batch = self.care.handle(site, chair, msg.topic, msg.payload) if self.care is not None else Batch()
+        self.writer.submit(Item(batch, ack))
+
+    def _care_service(self) -> Any:
+        """Return the session-record service (ingest/care.py), which needs the alarm engine's single authority."""
+        if self.alarms is None:
+            return None
+        from ingest.care import CareService
+
+        care = CareService(self.settings, self.topics, self.store, publish=self._publish, refuse=self._refuse,
+                           overdue=self.alarms.on_assessment_overdue)
+        self.alarms.reading_listeners.append(care.on_readings)
+        return care
+
     def _handle_other(self, site: str, chair: str, msg: paho.MQTTMessage, ack: Callable[[], None] | None) -> None:
         self.writer.submit(Item(Batch(), ack))  # our own retained alarm arrays, if a filter ever matches them
 
@@ -280,6 +304,8 @@ class IngestService:
         "alarms": _handle_other,
         "limits": _handle_limits,
         "effective_limits": _handle_other,
+        "record": _handle_record,
+        "record_state": _handle_other,
     }
 
     # -- outputs ------------------------------------------------------------------------------------------

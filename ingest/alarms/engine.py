@@ -19,7 +19,8 @@ Semantics (docs/alarm-rules.md says the same for people):
   counted from the first tick after it was raised or upgraded).
 - Technical alarms: ``no_data`` and ``offline`` (wall clock, via ticks; only for a chair with an active
   session or one that sent readings within ``recent_s``), ``nibp_overdue`` (event time), ``notify_failed``
-  (reported by the notifier through ``notify_failed``/``notify_ok``).
+  (reported by the notifier through ``notify_failed``/``notify_ok``), ``assessment_overdue`` (wall clock: the
+  ingest's session-record service says when a care-plan item is overdue, through ``assessment_overdue``).
 Alarm ids are ``{site}.{chair}.{vital}[.{direction}].{raise ts}``: the same input raises the same id, so a
 replay or a restart without saved state repeats an event rather than inventing a second alarm.
 """
@@ -43,6 +44,7 @@ TECH_TEXT: Mapping[str, str] = {
     "offline": "Monitor offline",
     "nibp_overdue": "Cuff (NIBP) reading overdue",
     "notify_failed": "Staff notification could not be delivered",
+    "assessment_overdue": "Assessment overdue",
 }
 
 
@@ -223,6 +225,18 @@ class AlarmEngine:
         if chair is not None:
             self._touched.add((site, chair_id))
             self._set_condition(chair, "notify_failed", False, now_ms, events)
+        return events
+
+    def assessment_overdue(self, site: str, chair_id: str, overdue: list[str], now_ms: int) -> list[AlarmEvent]:
+        """Raise ``assessment_overdue`` for a chair while ``overdue`` (labels of overdue items) is not empty; clear it
+        when it is. The text names the items overdue when it was raised."""
+        events: list[AlarmEvent] = []
+        chair = self._chairs.get((site, chair_id))
+        if chair is None and not overdue:
+            return events
+        chair = self._chair(site, chair_id)
+        text = f"{TECH_TEXT['assessment_overdue']}: {', '.join(overdue)}" if overdue else None
+        self._set_condition(chair, "assessment_overdue", bool(overdue), now_ms, events, text=text)
         return events
 
     def tick(self, now_ms: int) -> list[AlarmEvent]:
@@ -457,13 +471,15 @@ class AlarmEngine:
             events.append(alarm.event(chair.site, chair.chair, "cleared", ts))
         self._changed.add((chair.site, chair.chair))
 
-    def _set_condition(self, chair: _Chair, name: str, active: bool, ts: int, events: list[AlarmEvent]) -> None:
-        """Raise or clear the technical alarm ``name`` of a chair."""
+    def _set_condition(self, chair: _Chair, name: str, active: bool, ts: int, events: list[AlarmEvent],
+                       text: str | None = None) -> None:
+        """Raise or clear the technical alarm ``name`` of a chair (``text`` replaces its standard text)."""
         alarm = chair.alarms.get(name)
         if active:
             if alarm is None:
                 alarm = _Alarm(alarm_id=self._new_id(chair, name, ts), key=name, vital=name, kind="technical",
-                               priority=self.book.technical[name], since=ts, value=None, limit=None, text=TECH_TEXT[name])
+                               priority=self.book.technical[name], since=ts, value=None, limit=None,
+                               text=(text or TECH_TEXT[name])[:256])
                 chair.alarms[name] = alarm
                 self._raised(chair, alarm, "raised", ts, events)
             elif not alarm.condition_active:

@@ -42,7 +42,7 @@ from vitals.topics import TopicError, check_id
 RULE_VITALS: tuple[str, ...] = ("spo2", "hr", "rr", "sys", "dia")
 CUFF_RULE_VITALS: frozenset[str] = frozenset({"sys", "dia"})
 OPS: Mapping[str, str] = MappingProxyType({"<": "low", "<=": "low", ">": "high", ">=": "high"})
-TECHNICAL: tuple[str, ...] = ("no_data", "offline", "nibp_overdue", "notify_failed")
+TECHNICAL: tuple[str, ...] = ("no_data", "offline", "nibp_overdue", "notify_failed", "assessment_overdue")
 RULE_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 # The longest delay anyone could mean; more is a typo (minutes typed as seconds, say).
 MAX_DELAY_S = 3600.0
@@ -494,6 +494,8 @@ def rules_markdown(book: RuleBook | None = None) -> str:
         f"- `no_data` and `offline` apply to a chair with an active session or one that sent readings in the last "
         f"{book.recent_s:g} s.",
         f"- `nibp_overdue`: an active session had no cuff reading for {book.nibp_overdue_factor:g} × `cuff_interval_min`.",
+        "- `assessment_overdue`: an item of the site's care plan (a cuff BP, a CADSS) is overdue by its grace "
+        "(wall clock; docs/care-plan.md).",
         f"- Latching priorities: {', '.join(sorted(book.latching, key=lambda p: -PRIORITY_RANK[p]))}.",
     ]
     return "\n".join(lines) + "\n"

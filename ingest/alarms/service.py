@@ -80,6 +80,9 @@ class AlarmService:
         # admin edit each chair last had (who, when, applied or refused) from its retained .../limits.
         self._limits_sent: dict[tuple[str, str], dict[str, Any]] = {}
         self._admin_edit: dict[tuple[str, str], dict[str, Any]] = {}
+        # Called with every batch of validated readings after the engine took them, outside the lock (the
+        # session-record service, ingest/care.py, follows the newest cuff and SpO2 this way).
+        self.reading_listeners: list[Callable[[list[Reading]], None]] = []
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
@@ -110,6 +113,8 @@ class AlarmService:
         with self._lock:
             self._dirty = True  # delays in progress and the newest ts are state too
             self._emit(self.engine.on_readings(readings))
+        for listener in self.reading_listeners:
+            listener(readings)
 
     def on_session(self, session: Session) -> None:
         """Take a session start, update or end."""
@@ -175,6 +180,14 @@ class AlarmService:
             self._dirty = True
         log.info("alarm limits of %s/%s: %s", site, chair,
                  ", ".join(f"{rid} {fields}" for rid, fields in overrides.items()) or "site defaults")
+
+    def on_assessment_overdue(self, site: str, chair: str, overdue: list[str]) -> None:
+        """Raise or clear a chair's ``assessment_overdue`` (labels of the overdue care-plan items; empty clears)."""
+        with self._lock:
+            events = self.engine.assessment_overdue(site, chair, overdue, self._clock())
+            if events:
+                self._dirty = True
+            self._emit(events)
 
     def tick(self) -> None:
         """Advance the engine to the wall clock now (the ticker calls this every second)."""

@@ -30,7 +30,8 @@ def test_shipped_rules_are_the_issue_table() -> None:
     book = load_rules()
     assert [_fact(r) for r in book.rules] == ISSUE_TABLE
     assert dict(book.hysteresis) == {"hr": 5, "spo2": 2, "rr": 2, "sys": 5, "dia": 5}
-    assert dict(book.technical) == {"no_data": "medium", "offline": "medium", "nibp_overdue": "low", "notify_failed": "high"}
+    assert dict(book.technical) == {"no_data": "medium", "offline": "medium", "nibp_overdue": "low", "notify_failed": "high",
+                                   "assessment_overdue": "low"}
     assert book.gap_s == 5 and book.recent_s == 600 and book.nibp_overdue_factor == 1.5 and book.latching == {"high"}
 
 
