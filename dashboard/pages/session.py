@@ -139,8 +139,9 @@ def assessment_form() -> html.Div:
     """Return the assessment form: a scale chooser and that scale's items."""
     return html.Div([
         html.H4("Assessment"),
-        _field("Scale", dcc.Dropdown(id="rec-scale", options=[{"label": f"{s.name} ({s.purpose})", "value": s.id}
-                                                              for s in SCALES.values()], value=None)),
+        dcc.RadioItems(id="rec-scale", options=[{"label": f"{s.name} ({s.purpose})", "value": s.id}
+                                                for s in SCALES.values()], value=None, inline=True,
+                       className="rec-scales", inputClassName="rec-radio-input"),
         html.Div(id="rec-items"),
         html.Button("Record assessment", id="rec-assess", className="btn btn-ack", n_clicks=0),
     ], id="rec-assess-form", className="rec-form")
