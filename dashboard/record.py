@@ -96,3 +96,41 @@ class RecordCache:
         with self._lock:
             found = self._refusals.get((site, chair))
         return found if found is not None and now - found.ts <= REFUSAL_SHOWN_MS else None
+
+
+def _clock(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    seconds = max(0, int(ms) // 1000)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def tile_line(session_id: str | None, state: Any, now: int) -> tuple[str, str] | None:
+    """Return the overview tile's session-record line and its class: phase, infusion elapsed and remaining
+    (following pauses), recovery time, what is due or overdue and discharge readiness, as the ingest published them.
+    None when the chair's published state is not about its current session."""
+    from vitals.session_record import progress
+
+    if session_id is None or not isinstance(state, dict) or state.get("session_id") != session_id:
+        return None
+    phase = str(state.get("phase") or "none")
+    clocks = progress(state, now)
+    remaining = f" · {_clock(clocks['remaining_ms'])} left" if clocks["remaining_ms"] is not None else ""
+    text = {"pre": "before infusion", "none": "no infusion", "discharged": "discharged",
+            "infusing": f"infusing {_clock(clocks['elapsed_ms'])}{remaining}",
+            "paused": f"PAUSED at {_clock(clocks['elapsed_ms'])}{remaining}"}.get(phase, "")
+    cls = f"rec-tile-{phase}"
+    if phase == "recovery":
+        readiness = state.get("readiness")
+        ready = isinstance(readiness, dict) and bool(readiness.get("ready"))
+        text = f"recovery {_clock(clocks['recovery_ms'])} · {'READY' if ready else 'not ready'}"
+        cls += " rec-tile-ready" if ready else ""
+    due = [i for i in state.get("due") or [] if isinstance(i, dict) and (i.get("due") or i.get("overdue"))]
+    overdue = [i for i in due if i.get("overdue")]
+    if overdue:
+        text += " · OVERDUE: " + ", ".join(str(i.get("label", i.get("id"))) for i in overdue[:2])
+        cls += " rec-tile-overdue"
+    elif due:
+        text += " · due: " + ", ".join(str(i.get("label", i.get("id"))) for i in due[:2])
+    return text, cls

@@ -19,7 +19,7 @@ from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
 from dashboard.components import clock_text, table
 from dashboard.history import HistoryUnavailable
 from dashboard.live import now_ms
-from dashboard.record import RECORDING_ROLES, RecordCache, new_session_id, number_or_none, total_mg
+from dashboard.record import RECORDING_ROLES, RecordCache, new_session_id, number_or_none, tile_line, total_mg
 from dashboard.services import Services
 from dashboard.state import format_elapsed
 from vitals.care import ADVERSE_KINDS, RATE_UNITS
@@ -564,3 +564,13 @@ def record_markers(services: Services, figure: Any, site: str, chair: str, sessi
         figure.add_annotation(x=moment, y=1.0, yref="paper", text=label(record.summary())[:40], showarrow=False,
                               textangle=-90, xanchor="left", yanchor="top", font={"color": MARKER_COLOUR, "size": 10})
     return figure
+
+
+def record_tile(services: Services, site: str, chair: str, now: int) -> list[str] | None:
+    """Return an overview tile's session-record line [text, class], or None (nothing published for its session)."""
+    cache: RecordCache | None = getattr(services, "records", None)
+    state = services.state.chair_state(site, chair)
+    if cache is None or state is None or state.session is None:
+        return None
+    line = tile_line(state.session.session_id, cache.state(site, chair), now)
+    return list(line) if line else None

@@ -17,8 +17,14 @@ from pathlib import Path
 import pytest
 
 from tests.dashboard.scene import TOPICS, now_ms
-from tests.dashboard.test_browser import browser, publisher, sign_in, start_dashboard  # noqa: F401 - fixtures
-from tests.servers import IngestProcess, Mosquitto
+from tests.dashboard.test_browser import (  # noqa: F401 - fixtures
+    browser,
+    publisher,
+    screenshot_dir,
+    sign_in,
+    start_dashboard,
+)
+from tests.servers import IngestProcess, Mosquitto, wait_until
 from vitals.store import open_store
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
@@ -74,7 +80,15 @@ def test_a_nurse_records_a_session_from_start_to_discharge(browser, publisher, m
 
     thread = threading.Thread(target=device, daemon=True)
     thread.start()
-    cuff(124, 78)
+
+    def cuff_seen() -> bool:  # the dashboard may subscribe after a first publication: send until it has it
+        state = dashboard.services.state.chair_state(site, CHAIR)
+        if state is None or state.cuff is None:
+            cuff(124, 78)
+            return False
+        return True
+
+    assert wait_until(cuff_seen, 20, step=0.5)
     try:
         page = sign_in(browser, dashboard)
         page.wait_for_selector(f"#tile-{site}--{CHAIR}", timeout=20_000)
@@ -117,6 +131,8 @@ def test_a_nurse_records_a_session_from_start_to_discharge(browser, publisher, m
         refusal = page.inner_text("#rec-refusal")
         assert "8" in refusal and "9" in refusal, refusal
         assert "NOT met: score" in page.inner_text("#rec-readiness")
+        shots = screenshot_dir(tmp_path)
+        page.locator("#record-panel").screenshot(path=str(shots / "session-record-panel.png"))
 
         page.wait_for_function("() => document.querySelector('#rec-readiness')?.innerText.includes('met: observation')"
                                " && !document.querySelector('#rec-readiness').innerText.includes('NOT met: observation')",
@@ -127,6 +143,10 @@ def test_a_nurse_records_a_session_from_start_to_discharge(browser, publisher, m
         page.click("#rec-discharge")
         wait_text(page, "#rec-phase", "discharged")
         wait_text(page, "#rec-log", "discharge (criteria met)")
+        page.locator("#rec-log").screenshot(path=str(shots / "session-log.png"))
+        href = page.get_attribute("#rec-report-pdf", "href")
+        page.click("#nav-overview")
+        wait_text(page, f"#tile-{site}--{CHAIR} .tile-record", "discharged")
 
         # Stored, with the nurse as author, and audited.
         store = open_store(store_url)
@@ -151,7 +171,6 @@ def test_a_nurse_records_a_session_from_start_to_discharge(browser, publisher, m
             assert action in audited, (action, audited)
 
         # The session report from the dashboard's link.
-        href = page.get_attribute("#rec-report-pdf", "href")
         response = page.request.get(dashboard.url + href)
         assert response.status == 200 and response.headers["content-type"] == "application/pdf"
         text = pdf_text(response.body(), tmp_path)

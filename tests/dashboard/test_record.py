@@ -1,0 +1,50 @@
+"""The session record's pure parts on the dashboard side: total dose, form numbers, the tile line, refusals."""
+
+from __future__ import annotations
+
+import json
+
+from dashboard.record import RecordCache, number_or_none, tile_line, total_mg
+
+NOW = 1_800_000_000_000
+
+
+def state(phase: str, **extra: object) -> dict:
+    return {"version": 1, "session_id": "S-1", "ts": NOW - 60_000, "phase": phase,
+            "infusion": {"started_at": NOW - 20 * 60_000, "elapsed_ms": 15 * 60_000, "planned_ms": 40 * 60_000},
+            "recovery": None, "due": [], "readiness": None, **extra}
+
+
+def test_total_dose_is_weight_times_dose_and_nothing_until_both_are_given() -> None:
+    assert total_mg(72.4, 0.5) == 36.2
+    assert total_mg("70", "0.75") == 52.5
+    assert total_mg(None, 0.5) is None and total_mg(70, "") is None and total_mg(-70, 0.5) is None
+    assert number_or_none("") is None and number_or_none("nan") is None and number_or_none("12.5") == 12.5
+
+
+def test_the_tile_line_follows_pauses_recovery_readiness_and_what_is_due() -> None:
+    # Infusing: elapsed grows with the clock since the publication; paused: it stands still.
+    assert tile_line("S-1", state("infusing"), NOW) == ("infusing 16:00 · 24:00 left", "rec-tile-infusing")
+    assert tile_line("S-1", state("paused"), NOW) == ("PAUSED at 15:00 · 25:00 left", "rec-tile-paused")
+    recovery = state("recovery", recovery={"since": NOW - 65 * 60_000}, readiness={"ready": True, "criteria": []})
+    assert tile_line("S-1", recovery, NOW) == ("recovery 1:05:00 · READY", "rec-tile-recovery rec-tile-ready")
+    due = state("infusing", due=[{"id": "bp", "label": "Cuff BP", "due": True, "overdue": True},
+                                 {"id": "cadss@40", "label": "CADSS at 40 min", "due": False, "overdue": False}])
+    text, cls = tile_line("S-1", due, NOW)  # type: ignore[misc]
+    assert text.endswith("OVERDUE: Cuff BP") and "rec-tile-overdue" in cls and "CADSS" not in text
+    # A state about another session (the previous patient's) is never shown.
+    assert tile_line("S-2", state("infusing"), NOW) is None
+    assert tile_line(None, state("infusing"), NOW) is None
+
+
+def test_refusals_are_kept_per_chair_with_the_record_type() -> None:
+    cache = RecordCache()
+    cache.apply_refusal("north", "c-1", {"topic": "clinic/north/chair/c-1/record", "ts": NOW,
+                                         "reason": "discharge refused: score: Modified Aldrete 8 < 9",
+                                         "payload": json.dumps({"type": "discharge"})})
+    found = cache.refusal("north", "c-1", NOW + 1000)
+    assert found is not None and found.type == "discharge" and "8 < 9" in found.reason
+    assert cache.refusal("north", "c-2", NOW) is None
+    assert cache.refusal("north", "c-1", NOW + 11 * 60_000) is None  # shown for ten minutes
+    cache.apply_state("north", "c-1", b"not json")
+    assert cache.state("north", "c-1") is None
