@@ -45,7 +45,7 @@ def read_lines(lines: Iterable[str]) -> Iterator[Message]:
             raise ValueError(f"recording line {number} is not a recorded message: {exc}") from None
 
 
-TIME_KEYS = {"vitals": ("ts",), "session": ("started_at", "ended_at")}
+TIME_KEYS = {"vitals": ("ts",), "session": ("started_at", "ended_at"), "record": ("ts",)}
 RETAINED_KINDS = ("session", "status")
 
 
@@ -93,10 +93,10 @@ def _shift(obj: Any, key: str, offset_ms: int) -> None:
 
 
 def restamp(msg: Message, offset_ms: int) -> Message:
-    """Return a message moved ``offset_ms`` later: publish time, reading ``ts`` and session times."""
+    """Return a message moved ``offset_ms`` later: publish time, reading and record ``ts`` and session times."""
     kind = msg.topic.rsplit("/", 1)[-1]
     payload = msg.payload
-    if kind in ("vitals", "session"):
+    if kind in TIME_KEYS:
         try:
             doc = json.loads(payload)
         except ValueError:
@@ -104,7 +104,7 @@ def restamp(msg: Message, offset_ms: int) -> Message:
         if isinstance(doc, dict | list):
             for obj in doc if isinstance(doc, list) else [doc]:
                 if isinstance(obj, dict):
-                    for key in ("ts",) if kind == "vitals" else ("started_at", "ended_at"):
+                    for key in TIME_KEYS[kind]:
                         _shift(obj, key, offset_ms)
             payload = dumps(doc)
     return msg._replace(sim_ms=msg.sim_ms + offset_ms, payload=payload)

@@ -130,8 +130,17 @@ def _chair_stream(scenario: Scenario, topics: Topics, site: str, chair: str, ind
         session = Session(site=site, chair=chair, session_id=f"S-{rng.getrandbits(48):012x}", state="active",
                           started_at=ms(s0), drug=str(drug["name"]), dose_mg_per_kg=float(drug["dose_mg_per_kg"]),
                           duration_min=float(drug["infusion_min"]), patient_ref=f"P-{rng.getrandbits(32):08x}")
+        nurse = params["nurse"]
+        if nurse["enabled"]:
+            nurse_rng = Random(f"{key}/nurse{number}")  # its own generator: the vitals stay as they were
+            session = nurse_session(session, nurse, nurse_rng, patient.sys, patient.dia)
         yield from flush(ms(s0))
         push(ms(s0), t_session, dumps(session.to_json_obj()), retain=True)
+        if nurse["enabled"]:
+            t_record = topics.record(site, chair)
+            for at_s, record in nurse_records(session, nurse, nurse_rng, float(drug["infusion_min"]), length):
+                if s0 + at_s < end_s:
+                    push(ms(s0 + at_s), t_record, dumps(record))
         cuffs = model.cuff_times(length)
         gaps = [ep for ep in episodes if ep.kind == "disconnect"]
         buffered: list[dict[str, Any]] = []
@@ -165,6 +174,62 @@ def _chair_stream(scenario: Scenario, topics: Topics, site: str, chair: str, ind
             push(ms(s1), t_session, dumps(ended.to_json_obj()), retain=True)
     push(max(ms(end_s), start_ms), t_status, OFFLINE, retain=True, sub=9)
     yield from flush(None)
+
+
+def nurse_session(session: Session, nurse: dict[str, Any], rng: Random, sys: float, dia: float) -> Session:
+    """Return the session as a nurse starts it: weight, total dose, the baseline BP from the cuff, who started it."""
+    weight = round(draw(rng, nurse["weight_kg"]))
+    total = round(weight * float(session.dose_mg_per_kg or 0), 1)
+    return dataclasses.replace(session, weight_kg=float(weight), total_mg=total, baseline_sys=float(round(sys)),
+                               baseline_dia=float(round(dia)), baseline_source="cuff", started_by=str(nurse["staff"]))
+
+
+def nurse_records(session: Session, nurse: dict[str, Any], rng: Random, infusion_min: float,
+                  length_s: float) -> list[tuple[float, dict[str, Any]]]:
+    """Return what the nurse records in a session, as (seconds from its start, record payload), in time order.
+
+    Plausible, not clinical data: CADSS-6 low before and higher at the end of the infusion, MOAA/S 4-5, RASS 0 to -1,
+    pain NRS, an Aldrete of 8 or 9 fifteen minutes after the stop, 9-10 (and a PADSS) before the discharge.
+    """
+    base = {"session_id": session.session_id, "author": str(nurse["staff"])}
+    out: list[tuple[float, dict[str, Any]]] = []
+
+    def add(at_s: float, type_: str, **extra: Any) -> None:
+        out.append((at_s, {"type": type_, "ts": session.started_at + round(at_s * 1000), **base, **extra}))
+
+    start = float(nurse["start_delay_s"])
+    rate = round(float(session.total_mg or 0) / (infusion_min / 60.0), 1)
+    cadss6 = ("1", "2", "6", "7", "15", "22")
+    add(start, "infusion_start", rate=rate, rate_unit="mg/h")
+    add(start + 60, "assessment", scale="cadss6", items={i: int(rng.random() < 0.15) for i in cadss6})
+    add(start + 300, "assessment", scale="nrs", score=rng.randint(0, 3))
+    add(start + 600, "assessment", scale="moaas", score=5)
+    paused = 0.0
+    if rng.random() < float(nurse["pause_fraction"]):
+        paused = round(draw(rng, nurse["pause_min"]) * 60.0)
+        add(start + 900, "pause", reason="patient request")
+        add(start + 900 + paused, "resume")
+    if rng.random() < float(nurse["rate_change_fraction"]):
+        add(start + 1200 + paused, "rate_change", rate=round(rate * 0.75, 1), rate_unit="mg/h", reason="dissociation")
+    if rng.random() < float(nurse["nausea_fraction"]):
+        add(start + 1500 + paused, "adverse_event", kind="nausea", treatment="ondansetron", dose="4 mg IV")
+    end = start + infusion_min * 60.0 + paused
+    add(end - 120, "assessment", scale="cadss6", items={i: rng.randint(0, 3) for i in cadss6})
+    add(end - 110, "assessment", scale="moaas", score=rng.choice((4, 5)))
+    add(end - 100, "assessment", scale="rass", score=rng.choice((0, -1)))
+    add(end, "infusion_stop")
+    first = {"activity": 2, "respiration": 2, "circulation": 2, "consciousness": 2, "spo2": 2}
+    if rng.random() < float(nurse["aldrete_8_fraction"]):
+        first.update(consciousness=1, spo2=1)
+    else:
+        first.update(consciousness=1)
+    add(end + 900, "assessment", scale="aldrete", items=first)
+    leave = length_s - float(nurse["discharge_before_end_min"]) * 60.0
+    add(leave - 120, "assessment", scale="aldrete", items={**first, "consciousness": 2, "spo2": 2})
+    add(leave - 110, "assessment", scale="padss", items={"vital_signs": 2, "activity": 2, "nausea_vomiting": 2,
+                                                         "pain": 2, "bleeding": 2})
+    add(leave, "discharge")
+    return sorted((o for o in out if o[0] < length_s), key=lambda o: o[0])
 
 
 def _reconnect(push: Any, now: int, t_status: str, t_vitals: str, buffered: list[dict[str, Any]]) -> None:

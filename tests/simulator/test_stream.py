@@ -278,3 +278,42 @@ def test_every_scenario_publishes_only_what_the_contract_accepts(name: str) -> N
                 Session.from_payload(site, chair, msg.payload)
             else:
                 assert msg.payload in (b"online", b"offline")
+
+
+def test_clinic_day_nurse_records_are_valid_in_order_and_each_discharge_meets_the_shipped_criteria() -> None:
+    from simulator.stream import Message
+    from vitals.care import parse_record
+    from vitals.careplan import load_care_plan
+    from vitals.reading import validate_payload
+    from vitals.records import Session
+    from vitals.session_record import SessionRecord
+
+    msgs = list(generate(load_scenario("clinic-day"), site="s", chairs=3, seed=1, start_ms=START_MS,
+                         duration_s=4.2 * 3600))
+    plan = load_care_plan()
+    records: dict[str, SessionRecord] = {}
+    kinds: set[str] = set()
+    discharged = overdue_seen = 0
+    last_vitals: dict[str, Message] = {}
+    for m in msgs:
+        chair, kind = m.topic.split("/")[-2:]
+        sr = records.setdefault(chair, SessionRecord("s", chair, plan))
+        if kind == "session":
+            sr.set_session(Session.from_payload("s", chair, m.payload))
+        elif kind == "vitals":
+            last_vitals[chair] = m  # the newest SpO2 matters only when a record arrives; every cuff reading does
+            if b'"sys"' in m.payload:
+                sr.note_readings(validate_payload("s", chair, m.payload, m.sim_ms).readings)
+        elif kind == "record":
+            sr.note_readings(validate_payload("s", chair, last_vitals[chair].payload, m.sim_ms).readings)
+            record = parse_record("s", chair, m.payload, m.sim_ms)
+            assert record.author == "nurse.sim" and sr.check(record) is False
+            overdue_seen += bool(sr.overdue(m.sim_ms))
+            if record.type == "discharge":
+                assert all(c.met for c in sr.criteria(record.ts)), (chair, sr.criteria(record.ts))
+                discharged += 1
+            sr.apply(record)
+            kinds.add(record.type if record.type != "assessment" else record.data["scale"])
+    assert discharged >= 5 and overdue_seen == 0
+    assert kinds >= {"infusion_start", "infusion_stop", "pause", "resume", "rate_change", "adverse_event", "discharge", "cadss6",
+                     "moaas", "rass", "nrs", "aldrete", "padss"}

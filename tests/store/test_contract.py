@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.servers import Influxd, free_port
+from vitals.care import CareRecord
 from vitals.reading import Reading
 from vitals.records import AlarmEvent, AuditRecord, Session
 from vitals.store import Store, StoreError, open_store
@@ -148,11 +149,42 @@ def test_audit_is_queryable_by_user_and_time(store: Store) -> None:
     assert store.audit(site="s1", start_ms=T0 + 6) == [records[3]]
 
 
+def test_nurse_session_fields_round_trip(store: Store) -> None:
+    nurse = Session("s1", "c3", "sess-3", "active", T0, drug="ketamine", dose_mg_per_kg=0.5, duration_min=40.0,
+                    patient_ref="P-0043", baseline_sys=124.0, weight_kg=70.0, total_mg=35.0, baseline_dia=78.0,
+                    baseline_source="cuff", started_by="nurse o'brien")
+    store.write_sessions([nurse])
+    assert store.sessions(site="s1", chair="c3") == [nurse]
+
+
+def test_care_records_round_trip_per_session_and_type_and_are_idempotent(store: Store) -> None:
+    start = CareRecord("s1", "c1", "sess-1", T0, "infusion_start", "nurse.kim", {"rate": 52.5, "rate_unit": "mg/h"})
+    adverse = CareRecord("s1", "c1", "sess-1", T0 + 60_000, "adverse_event", "nurse o'brien",
+                         {"kind": "nausea", "treatment": "ondansetron", "dose": "4 mg IV", "text": 'said "better"'})
+    score = CareRecord("s1", "c1", "sess-1", T0 + 60_000, "assessment", "nurse.kim",
+                       {"scale": "moaas", "items": {"responsiveness": 5}, "total": 5})
+    discharge = CareRecord("s1", "c1", "sess-1", T0 + 7_200_000, "discharge", "nurse.kim",
+                           {"criteria": [{"id": "score", "met": True, "detail": "Modified Aldrete 9 ≥ 9"}],
+                            "accepted": "criteria"})
+    other = CareRecord("s1", "c2", "sess-2", T0 + 1, "note", "nurse.lee", {"text": "comfortable"})
+    store.write_care_records([discharge, score, adverse, start, other])
+    store.write_care_records([score])  # re-sent: stored once
+    got = store.care_records("s1", "c1", "sess-1")
+    assert got == [start, adverse, score, discharge]  # oldest first; the same instant by type
+    assert store.infusion_events("s1", "c1", "sess-1") == [start, adverse]
+    assert store.assessments("s1", "c1", "sess-1") == [score]
+    assert store.discharges("s1", "c1", "sess-1") == [discharge]
+    assert store.care_records("s1", types=("note",)) == [other]
+    assert store.care_records("s1", start_ms=T0 + 2, end_ms=T0 + 7_200_000) == [
+        r for r in got if T0 + 2 <= r.ts < T0 + 7_200_000]
+
+
 def test_an_empty_store_answers_every_query(store: Store) -> None:
     assert store.ping()
     assert store.latest() == [] and store.readings("s", "c", 0, T0) == [] and store.count_readings() == 0
     assert store.series("s", "c", T0, T0 + 3_600_000).times == []
     assert store.sessions() == [] and store.alarm_events() == [] and store.audit() == []
+    assert store.care_records("s") == [] and store.discharges("s", "c", "x") == []
 
 
 @pytest.mark.integration
@@ -212,3 +244,25 @@ def test_an_unreachable_influxdb2_raises_store_error_through_influxdb_client() -
         store.write_readings(session_rows("s1", "c1", T0, 1))
     assert time.monotonic() - started < 30  # refused at once, not retried for minutes
     store.close()
+
+
+def test_a_version_1_sqlite_file_is_migrated_in_place_keeping_its_sessions(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript("""CREATE TABLE sessions (site TEXT NOT NULL, chair TEXT NOT NULL, started_at INTEGER NOT NULL,
+        session_id TEXT NOT NULL, state TEXT NOT NULL, ended_at INTEGER, drug TEXT, dose_mg_per_kg REAL,
+        duration_min REAL, patient_ref TEXT, baseline_sys REAL, PRIMARY KEY (site, chair, started_at)) WITHOUT ROWID;
+        INSERT INTO sessions VALUES ('s1', 'c1', 1764036000000, 'old', 'ended', NULL, 'ketamine', 0.5, 40, 'P-1', NULL);
+        PRAGMA user_version = 1;""")
+    db.close()
+    store = open_store(f"sqlite:///{path}")
+    try:
+        assert store.sessions() == [Session("s1", "c1", "old", "ended", T0, drug="ketamine", dose_mg_per_kg=0.5,
+                                            duration_min=40.0, patient_ref="P-1")]
+        nurse = Session("s1", "c1", "new", "active", T0 + 1, weight_kg=80.0, total_mg=40.0, started_by="nurse.kim")
+        store.write_sessions([nurse])
+        assert store.sessions(start_ms=T0 + 1) == [nurse]
+    finally:
+        store.close()
