@@ -227,13 +227,13 @@ ASSESS_HEAD = ["time", "scale", "total", "items", "by"]
 CHART_COLOURS = {"hr": "#1b8a3a", "spo2": "#1f5fbf", "sys": "#b0124a", "dia": "#d9678f", "rr": "#555555"}
 
 
-def chart(report: SessionReport, width: float = 500, height: float = 230) -> Any:
+def chart(report: SessionReport, width: float = 500, height: float = 260) -> Any:
     """Return the vitals trend as a ReportLab Drawing: HR, SpO2, cuff BP, with the timeline's markers."""
     from reportlab.graphics.shapes import Circle, Drawing, Line, PolyLine, String
     from reportlab.lib import colors
 
     drawing = Drawing(width, height)
-    left, right, bottom, top = 38, width - 38, 28, height - 18
+    left, right, bottom, top = 38, width - 38, 28, height - 52  # above the plot: 4 rows of event labels, the legend
     span = max(1, report.end_ms - report.start_ms)
 
     def x_of(ts: int) -> float:
@@ -295,10 +295,12 @@ def chart(report: SessionReport, width: float = 500, height: float = 230) -> Any
     for index, (ts, text) in enumerate(sorted(report.markers)):
         if report.start_ms <= ts <= report.end_ms:
             x = x_of(ts)
-            drawing.add(Line(x, bottom, x, top, strokeColor=colors.HexColor("#7a5c00"), strokeWidth=0.6,
+            row = index % 4
+            drawing.add(Line(x, bottom, x, top + 8 * row + 7, strokeColor=colors.HexColor("#7a5c00"), strokeWidth=0.6,
                              strokeDashArray=[2, 2]))
-            drawing.add(String(x + 1.5, top - 7 - 8 * (index % 4), text[:18], fontSize=6,
-                               fillColor=colors.HexColor("#7a5c00")))
+            near_end = x > right - 60  # labels near the right edge run leftwards, inside the chart
+            drawing.add(String(x - 1.5 if near_end else x + 1.5, top + 2 + 8 * row, text[:18], fontSize=6,
+                               fillColor=colors.HexColor("#7a5c00"), textAnchor="end" if near_end else "start"))
     legend = [("HR /min", "hr"), ("SpO2 % (right axis)", "spo2"), ("cuff systolic", "sys"), ("cuff diastolic", "dia")]
     x = left
     for text, vital in legend:
@@ -426,7 +428,7 @@ def render_html(report: SessionReport) -> str:
     def pairs(items: Sequence[tuple[str, str]]) -> str:
         return "<dl>" + "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in items) + "</dl>"
 
-    svg = renderSVG.drawToString(chart(report, width=860, height=300))
+    svg = renderSVG.drawToString(chart(report, width=860, height=330))
     svg = svg[svg.find("<svg"):]
     session = report.session
     parts = [

@@ -114,3 +114,48 @@ def test_refusals_name_what_is_wrong(store_url: str, tmp_path: Path, capsys: pyt
     assert "no cuff reading stored" in render_html(report)
     with pytest.raises(ValueError, match="pdf or html"):
         render(report, "docx")
+
+
+@pytest.mark.integration
+def test_report_on_a_session_the_simulated_nurse_recorded(mosquitto, publisher, site: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A demo-like run: the clinic-day simulator (device and nurse) through mosquitto into the real ingest, then
+    `infusion-monitor report --last` as a user runs it; the PDF's text holds the facts of the issue."""
+    import sys
+    import time
+
+    from simulator.scenario import load_scenario
+    from simulator.stream import generate
+    from tests.servers import IngestProcess, wait_until
+
+    store_url = f"sqlite:///{tmp_path / 'vitals.db'}"
+    ingest = IngestProcess(tmp_path / "ingest", mosquitto.url, store_url, "--site", site, "--chair-rate-kib-s", "0")
+    ingest.start()
+    start = int(time.time() * 1000) - 3 * 3600_000  # the simulated morning, in the past like a fast demo run
+    try:
+        for msg in generate(load_scenario("clinic-day"), site=site, chairs=1, seed=1, start_ms=start,
+                            duration_s=1.8 * 3600):
+            publisher.publish(msg.topic, msg.payload, qos=1, retain=msg.retain)
+        store = open_store(store_url)
+        try:
+            assert wait_until(lambda: any(r.type == "discharge" for r in store.care_records(site)), 60, step=0.5)
+            session = store.sessions(site)[0]
+            chair = session.chair
+        finally:
+            store.close()
+    finally:
+        ingest.stop()
+    out = tmp_path / "demo-session.pdf"
+    done = subprocess.run([sys.executable, "-m", "infusion_monitor", "report", "--store-url", store_url, "--site", site,
+                           "--chair", chair, "--session", session.session_id, "--out", str(out)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    text = pdf_text(out)
+    assert session.patient_ref and session.weight_kg and session.total_mg
+    for fact in (session.patient_ref, f"{session.weight_kg:g} kg", session.drug or "ketamine",
+                 f"{session.dose_mg_per_kg:g} mg/kg", f"{session.total_mg:g} mg", "infusion start", "infusion stop",
+                 "Modified Aldrete total", "discharge (criteria met)", "nurse.sim", "Cuff blood pressure",
+                 "Criterion: score", "Criterion: observation", "Vitals trend"):
+        assert fact in text, fact
+    cuff_times = [line.split()[0] for line in text.split("Cuff blood pressure", 1)[1].splitlines()
+                  if line.strip()[:2].isdigit() and line.strip()[2] == ":"]
+    assert len(cuff_times) >= 8  # every 10 min over the infusion, every 15 min in recovery
