@@ -142,6 +142,19 @@ def baseline_text(session: Session) -> str:
     return f"{session.baseline_sys:g}{dia} mmHg{source}"
 
 
+def short_label(record: CareRecord) -> str:
+    """Return a record's label for a chart marker: a few words."""
+    data = record.data
+    if record.type == "assessment":
+        scale = SCALES.get(str(data.get("scale")))
+        return f"{scale.name if scale else data.get('scale')} {data.get('total')}"
+    if record.type in ("infusion_start", "rate_change") and data.get("rate") is not None:
+        return f"{'start' if record.type == 'infusion_start' else 'rate'} {data['rate']:g}"
+    if record.type == "adverse_event":
+        return f"AE {str(data.get('kind', '')).replace('_', ' ')}"
+    return record.type.replace("infusion_", "").replace("_", " ")
+
+
 def add_care_records(report: SessionReport, records: Sequence[CareRecord]) -> None:
     """Add the nurse's record to a report: events on the timeline and chart, assessments, the discharge."""
     for record in sorted(records, key=lambda r: r.ts):
@@ -156,7 +169,7 @@ def add_care_records(report: SessionReport, records: Sequence[CareRecord]) -> No
             threshold = f" (discharge at {scale.discharge_min})" if scale and scale.discharge_min else ""
             report.assessments.append((record.ts, name, f"{data.get('total')}{threshold}", shown, record.author))
             report.timeline.append(Row(record.ts, "assessment", f"{name} total {data.get('total')}", record.author))
-            report.markers.append((record.ts, f"{name} {data.get('total')}"))
+            report.markers.append((record.ts, short_label(record)))
         elif record.type == "discharge":
             report.timeline.append(Row(record.ts, "discharge", record.summary(), record.author))
             report.markers.append((record.ts, "discharge"))
@@ -178,7 +191,7 @@ def add_care_records(report: SessionReport, records: Sequence[CareRecord]) -> No
             kind = "infusion" if record.type in INFUSION_EVENTS else record.type.replace("_", " ")
             report.timeline.append(Row(record.ts, kind, text, record.author))
             if record.type != "note":
-                report.markers.append((record.ts, record.type.replace("infusion_", "").replace("_", " ")))
+                report.markers.append((record.ts, short_label(record)))
 
 
 def base_timeline(report: SessionReport) -> list[Row]:
