@@ -165,6 +165,7 @@ def panel(services: Services, site: str, chair: str) -> html.Div:
         html.H3("Session record"),
         html.Div(id="rec-status", className="rec-status", role="status"),
         html.Div(id="rec-report-links", className="rec-links"),
+        dcc.Store(id="rec-log-key", data=None),
     ]
     if may_record(services):
         parts += [
@@ -340,26 +341,40 @@ def register(app: Dash, services: Services) -> None:
         services.feed.add_topic(services.topics.rejected, on_rejected)
     install_report(app.server, services)
 
-    @app.callback(Output("rec-status", "children"), Output("rec-report-links", "children"), Output("rec-log", "children"),
-                  Input("tick", "n_intervals"), State("chair-key", "data"))
-    def rec_tick(_n: int, key: dict[str, str]) -> tuple[Any, Any, Any]:
+    @app.callback(Output("rec-status", "children"), Input("tick", "n_intervals"), State("chair-key", "data"))
+    def rec_tick(_n: int, key: dict[str, str]) -> Any:
+        # Every second, from the live cache only (never the store): the clocks move.
         site, chair = _chair(services, key)
         now = now_ms()
-        from dashboard.pages.chair import current_session
-
-        session = current_session(services, site, chair)
+        session = _live_session(services, site, chair)
         state = state_of(cache, session, site, chair)
-        try:
-            items = services.history.with_store(
-                lambda s: s.care_records(site, chair, session.session_id)) if session else []
-            log_view = table(["time", "what", "by"], log_rows(items), ident="rec-log-table",
-                             empty="Nothing recorded in this session yet.")
-        except HistoryUnavailable as exc:
-            log_view = html.P(f"Session log unavailable: {exc}", className="muted")
         refusal = cache.refusal(site, chair, now)
         if refusal is not None and state is not None and int(state.get("ts") or 0) > refusal.ts:
             refusal = None  # the ingest accepted something since: the refusal is history (in the audit trail)
-        return status_view(session, state, now, refusal), report_links(site, chair, session), log_view
+        return status_view(session, state, now, refusal)
+
+    @app.callback(Output("rec-log", "children"), Output("rec-report-links", "children"), Output("rec-log-key", "data"),
+                  Input("tick", "n_intervals"), State("chair-key", "data"), State("rec-log-key", "data"))
+    def rec_log(_n: int, key: dict[str, str], shown: Any) -> tuple[Any, Any, Any]:
+        # The log and the report links from the store, read again only when the ingest published a new state
+        # (every stored record does) or the session changed.
+        from dashboard.pages.chair import current_session
+
+        site, chair = _chair(services, key)
+        live = _live_session(services, site, chair)
+        state = state_of(cache, live, site, chair)
+        version = [live.session_id if live else None, state.get("ts") if state else None]
+        if shown is not None and version == shown:
+            return no_update, no_update, no_update
+        session = live or current_session(services, site, chair)
+        try:
+            items = services.history.with_store(
+                lambda s: s.care_records(site, chair, session.session_id)) if session else []
+        except HistoryUnavailable as exc:  # try again at the next tick
+            return html.P(f"Session log unavailable: {exc}", className="muted"), report_links(site, chair, session), None
+        log_view = table(["time", "what", "by"], log_rows(items), ident="rec-log-table",
+                         empty="Nothing recorded in this session yet.")
+        return log_view, report_links(site, chair, session), version
 
     register_forms(app, services, cache)  # their components exist only for roles that may record
 

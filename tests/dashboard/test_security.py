@@ -111,11 +111,12 @@ def test_a_south_dashboard_serves_nothing_of_north(users_file: Path, config: dic
         assert b"c-01" not in response.data and b"<html" not in response.data.lower()
     assert client.get("/chair/south/c-01").status_code == 200
     north = bodies(client, NORTH)
-    assert len(north) == 15  # every server-side callback of the app
+    assert len(north) == 16  # every server-side callback of the app
     naming = [b for b in north if NORTH in named_sites(b)]
     assert {b["output"] for b in naming} >= {"page.children", "chair-live.children", "limits-feedback.children",
                                              "alarms-feedback.children", "rec-feedback.children", "rec-items.children",
-                                             "..rec-status.children...rec-report-links.children...rec-log.children.."}
+                                             "rec-status.children",
+                                             "..rec-log.children...rec-report-links.children...rec-log-key.data.."}
     for body in north:
         response = callback(client, body)
         if body in naming:

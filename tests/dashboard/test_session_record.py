@@ -179,6 +179,8 @@ def test_a_nurse_records_a_session_from_start_to_discharge(browser, publisher, m
                      "Modified Aldrete total 8", "Modified Aldrete total 9", "discharge (criteria met)", "nurse.kim",
                      "Criterion: score", "128", "Cuff blood pressure"):
             assert fact in text, fact
+        page_html = page.request.get(dashboard.url + href.replace(".pdf", ".html"))
+        assert page_html.status == 200 and "P-9C41E7" in page_html.text() and "<svg" in page_html.text()
         assert not [e for e in page.errors if "Content Security Policy" in e or "Refused" in e], page.errors
     except Exception:
         page.screenshot(path=str(tmp_path / "failed.png"), full_page=True)
