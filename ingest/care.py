@@ -7,6 +7,11 @@
 ``.../record_state`` whenever it changes, and on its own wall-clock timer (like NO DATA, but woken at each item's
 overdue time) raises and clears the technical alarm ``assessment_overdue`` through the alarm engine.
 
+Its clock is the wall clock, held back to the chair's own time: the newest time the chair's data carried, advanced
+by the wall time since it arrived, never ahead of the wall clock. Live, that is the wall clock (readings arrive each
+second); for a replay or a demo running from the past at speed it is the replayed time, so a schedule is judged as
+it was lived, not as if every replayed item were hours overdue.
+
 Nothing is kept on disk here: the store holds every accepted record, and a session seen again (the retained
 session topic, after a restart) rebuilds its record from the store.
 """
@@ -76,6 +81,7 @@ class CareService:
         self._chairs: dict[tuple[str, str], SessionRecord] = {}
         self._sent: dict[tuple[str, str], dict[str, Any]] = {}
         self._overdue_sent: dict[tuple[str, str], list[str]] = {}
+        self._seen: dict[tuple[str, str], tuple[int, int]] = {}  # chair -> (newest data time, wall time it came)
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -100,6 +106,21 @@ class CareService:
         if self._thread is not None:
             self._thread.join(5)
 
+    # -- the chair's clock ------------------------------------------------------------------------------------
+
+    def now(self, key: tuple[str, str], wall: int | None = None) -> int:
+        """Return the chair's clock: its newest data time advanced by the wall time since, at most the wall clock."""
+        wall = self._clock() if wall is None else wall
+        seen = self._seen.get(key)
+        if seen is None:
+            return wall
+        return min(wall, seen[0] + max(0, wall - seen[1]))
+
+    def _observe(self, key: tuple[str, str], ts: int, wall: int) -> None:
+        """Start the chair's clock at its first data time, then move it to any data time ahead of it (lock held)."""
+        if key not in self._seen or ts > self.now(key, wall):
+            self._seen[key] = (min(ts, wall), wall)
+
     # -- inputs (paho network thread) -------------------------------------------------------------------------
 
     def on_session(self, session: Session) -> None:
@@ -112,25 +133,31 @@ class CareService:
                 self._restore_cuff(rec)
             if rec.set_session(session):
                 self._restore_records(rec)
+            self._observe(key, session.started_at, self._clock())
         self._after(key)
 
     def on_readings(self, readings: list[Reading]) -> None:
         """Take validated readings: the newest cuff and SpO2 of chairs with a session record."""
         changed: set[tuple[str, str]] = set()
+        wall = self._clock()
         with self._lock:
             for r in readings:
-                rec = self._chairs.get((r.site, r.chair))
-                if rec is not None and (r.sys is not None or r.spo2 is not None) and rec.note_readings([r]):
-                    changed.add((r.site, r.chair))
+                key = (r.site, r.chair)
+                rec = self._chairs.get(key)
+                if rec is None:
+                    continue
+                self._observe(key, r.ts_ms, wall)
+                if (r.sys is not None or r.spo2 is not None) and rec.note_readings([r]):
+                    changed.add(key)
         for key in changed:
             self._after(key)
 
     def handle(self, site: str, chair: str, topic: str, payload: bytes) -> Batch:
         """Validate and judge one ``.../record`` message; return what to store (empty when refused)."""
-        now = self._clock()
+        wall = self._clock()
         batch = Batch()
         try:
-            record = parse_record(site, chair, payload, now)
+            record = parse_record(site, chair, payload, wall)
             with self._lock:
                 rec = self._chairs.get((site, chair))
                 if rec is None:
@@ -140,8 +167,9 @@ class CareService:
                 if repeat:  # a re-sent record: store again (idempotent), change and audit nothing
                     batch.care.append(next(r for r in rec.records if r.ts == record.ts and r.type == record.type))
                     return batch
+                self._observe((site, chair), record.ts, wall)
                 if record.type == "discharge":
-                    record = self._judge_discharge(rec, record, now, topic, payload, batch)
+                    record = self._judge_discharge(rec, record, wall, topic, payload, batch)
                     if record is None:
                         return batch
                 rec.apply(record)
@@ -150,22 +178,23 @@ class CareService:
             return batch
         batch.care.append(record)
         action = "discharge_override" if record.data.get("accepted") == "override" else f"record.{record.type}"
-        batch.audit.append(AuditRecord(ts=now, action=action, user=record.author, site=site, chair=chair,
+        batch.audit.append(AuditRecord(ts=wall, action=action, user=record.author, site=site, chair=chair,
                                        detail=f"{record.summary()}; session {record.session_id}"[:500]))
         self._after((site, chair))
         return batch
 
-    def _judge_discharge(self, rec: SessionRecord, record: CareRecord, now: int, topic: str, payload: bytes,
+    def _judge_discharge(self, rec: SessionRecord, record: CareRecord, wall: int, topic: str, payload: bytes,
                          batch: Batch) -> CareRecord | None:
         """Return the discharge with its criteria, or refuse it (and audit the refusal) when one fails unexcused."""
-        at = min(record.ts, now)  # judged no later than now: a ts in the future cannot shorten the observation
+        # Judged no later than the chair's clock: a ts ahead of it cannot shorten the observation.
+        at = min(record.ts, self.now((rec.site, rec.chair), wall))
         criteria = rec.criteria(at)
         unmet = [c for c in criteria if not c.met]
         override = record.data.get("override_reason")
         if unmet and not override:
             reason = "discharge refused: " + "; ".join(f"{c.id}: {c.detail}" for c in unmet)
             self._refuse(topic, [Refusal("message", reason[:500], code="discharge_refused")], payload)
-            batch.audit.append(AuditRecord(ts=now, action="discharge_refused", user=record.author, site=rec.site,
+            batch.audit.append(AuditRecord(ts=wall, action="discharge_refused", user=record.author, site=rec.site,
                                            chair=rec.chair, detail=f"{reason}; session {record.session_id}"[:500]))
             return None
         data = {**record.data, "criteria": [c.to_json_obj() for c in criteria],
@@ -203,15 +232,15 @@ class CareService:
         """Return a chair's state as published (None when the chair has no session record)."""
         with self._lock:
             rec = self._chairs.get((site, chair))
-            return None if rec is None else rec.snapshot(self._clock())
+            return None if rec is None else rec.snapshot(self.now((site, chair)))
 
     def _after(self, key: tuple[str, str]) -> None:
         """Publish a chair's state if it changed, and tell the alarm engine what is overdue."""
-        now = self._clock()
         with self._lock:
             rec = self._chairs.get(key)
             if rec is None:
                 return
+            now = self.now(key)
             doc = rec.snapshot(now)
             shape = _shape(doc)
             publish = self._sent.get(key) != shape
@@ -227,15 +256,18 @@ class CareService:
             self._overdue(key[0], key[1], overdue)
 
     def tick(self) -> float:
-        """Re-judge every chair at the wall clock now; return seconds until the next item falls due or overdue."""
-        now = self._clock()
+        """Re-judge every chair at its clock now; return seconds until the next item falls due or overdue."""
+        waits: list[float] = []
         with self._lock:
             keys = list(self._chairs)
-            nexts = [t for rec in self._chairs.values() if (t := rec.next_change_ms(now)) is not None]
+            for key, rec in self._chairs.items():
+                now = self.now(key)
+                upcoming = rec.next_change_ms(now)
+                if upcoming is not None:
+                    waits.append((upcoming - now) / 1000)
         for key in keys:
             self._after(key)
-        wait = TICK_S if not nexts else min(TICK_S, max(0.0, (min(nexts) - now) / 1000))
-        return wait
+        return min([TICK_S, *(max(0.0, w) for w in waits)])
 
     def _loop(self) -> None:
         while not self._stop.is_set():

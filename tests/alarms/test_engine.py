@@ -346,3 +346,20 @@ def test_replay_at_10x_and_20x_gives_identical_physiological_events(speed: float
     assert kinds(live) == [("raised", "spo2", "medium"), ("upgraded", "spo2", "high"), ("raised", "hr", "high"),
                            ("raised", "sys", "high"), ("raised", "rr", "medium"), ("cleared", "rr", "medium")]
     assert live == fast
+
+
+def test_assessment_overdue_is_a_low_technical_alarm_raised_cleared_and_acknowledged_like_any_other() -> None:
+    eng = engine()
+    assert eng.assessment_overdue(SITE, CHAIR, [], T0) == []  # an unknown chair with nothing overdue stays unknown
+    assert eng.chairs() == []
+    [raised] = eng.assessment_overdue(SITE, CHAIR, ["Cuff BP"], T0)
+    assert (raised.event, raised.kind, raised.priority, raised.vital) == ("raised", "technical", "low",
+                                                                          "assessment_overdue")
+    assert raised.text == "Assessment overdue: Cuff BP"
+    assert eng.assessment_overdue(SITE, CHAIR, ["Cuff BP", "CADSS at 40 min"], T0 + 500) == []  # one alarm
+    [active] = eng.active(SITE, CHAIR)
+    assert active.alarm_id == raised.alarm_id and active.text == "Assessment overdue: Cuff BP"
+    events = ack(eng, raised.alarm_id, T0 + 1000, user="nurse.lee")
+    assert [(e.event, e.user) for e in events] == [("acknowledged", "nurse.lee")]
+    [cleared] = eng.assessment_overdue(SITE, CHAIR, [], T0 + 2000)
+    assert cleared.event == "cleared" and eng.active(SITE, CHAIR) == []

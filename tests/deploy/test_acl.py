@@ -101,14 +101,16 @@ def test_a_device_publishes_only_to_its_own_chair(broker: RepoMosquitto, everyth
         assert puback(device, T.vitals(site, "north-c01"), reading) == 0
         assert puback(device, T.session(site, "north-c01"), b'{"state": "active"}', retain=True) == 0
         assert puback(device, T.status(site, "north-c01"), b"online", retain=True) == 0
+        assert puback(device, T.record(site, "north-c01"), b'{"type": "note"}') == 0  # a pump's session record
         # Another chair's topics, and every topic only the ingest or the dashboard may write.
         for forged in (T.vitals(site, "north-c02"), T.session(site, "north-c02"), T.status(site, "north-c02"),
+                       T.record(site, "north-c02"), T.record_state(site, "north-c01"),
                        T.alarms(site, "north-c01"), T.ack(site, "north-c01"), T.alarm_events(site), T.rejected,
                        T.limits(site, "north-c01"), T.effective_limits(site, "north-c01"),
                        f"clinic/{site}/chair/north-c01/vitals/extra", "other/north-c01/vitals"):
             assert puback(device, forged, reading) == NOT_AUTHORIZED, forged
     assert delivered(everything, site) == sorted([T.vitals(site, "north-c01"), T.session(site, "north-c01"),
-                                                  T.status(site, "north-c01")])
+                                                  T.status(site, "north-c01"), T.record(site, "north-c01")])
     with mqtt_session(url(broker, "north-c01")) as device:  # clear the retained messages again
         puback(device, T.session(site, "north-c01"), b"", retain=True)
         puback(device, T.status(site, "north-c01"), b"", retain=True)
@@ -146,16 +148,22 @@ def test_a_device_last_will_reaches_its_own_status_only(broker: RepoMosquitto, e
     assert wills == [(T.status(site, "north-c01"), b"offline")]
 
 
-def test_the_dashboard_reads_everything_and_writes_only_acknowledgements(broker: RepoMosquitto, site: str) -> None:
+def test_the_dashboard_reads_everything_and_writes_only_commands_edits_and_the_nurses_records(
+        broker: RepoMosquitto, site: str) -> None:
     ingest = MqttCollector(url(broker, "svc.ingest"), T.chair_filter("vitals"), T.chair_filter("ack"))
     try:
         with mqtt_session(url(broker, "svc.dashboard")) as dashboard:
             assert suback(dashboard, "clinic/#") == 1
             ack = json.dumps({"alarm_id": None, "user": "nurse.kim", "action": "pause_audio"}).encode()
             assert puback(dashboard, T.ack(site, "north-c01"), ack) == 0
-            for forged in (T.vitals(site, "north-c01"), T.session(site, "north-c01"), T.status(site, "north-c01"),
+            # A nurse starts sessions and records infusion events, assessments and discharges from the dashboard.
+            assert puback(dashboard, T.record(site, "north-c01"), b'{"type": "note"}') == 0
+            assert puback(dashboard, T.session(site, "north-c01"), b'{"state": "active"}', retain=True) == 0
+            puback(dashboard, T.session(site, "north-c01"), b"", retain=True)
+            for forged in (T.vitals(site, "north-c01"), T.status(site, "north-c01"),
                            T.alarms(site, "north-c01"), T.alarm_events(site), T.rejected,
                            T.effective_limits(site, "north-c01"),  # only the engine says what it enforces
+                           T.record_state(site, "north-c01"),  # and what is due, and whether one may leave
                            # the device patterns (%u) apply to every user: the ACL denies svc.* their own
                            T.vitals(site, "north-c01").replace("north-c01", "svc.dashboard")):
                 assert puback(dashboard, forged, b'{"ts": 1, "hr": 60}') == NOT_AUTHORIZED, forged
@@ -179,7 +187,11 @@ def test_the_ingest_reads_its_inputs_and_writes_alarms_events_and_refusals(broke
         puback(ingest, T.effective_limits(site, "north-c01"), b"", retain=True)  # clear the retained test message
         assert puback(ingest, T.alarm_events(site), b'{"event": "raised"}') == 0
         assert puback(ingest, T.rejected, b'{"reason": "test"}') == 0
-        for forged in (T.vitals(site, "north-c01"), T.ack(site, "north-c01"), T.session(site, "north-c01")):
+        assert suback(ingest, T.chair_filter("record")) == 1
+        assert puback(ingest, T.record_state(site, "north-c01"), b"{}", retain=True) == 0
+        puback(ingest, T.record_state(site, "north-c01"), b"", retain=True)
+        for forged in (T.vitals(site, "north-c01"), T.ack(site, "north-c01"), T.session(site, "north-c01"),
+                       T.record(site, "north-c01")):
             assert puback(ingest, forged, b"{}") == NOT_AUTHORIZED, forged
         puback(ingest, T.alarms(site, "north-c01"), b"", retain=True)
         puback(ingest, T.effective_limits(site, "north-c01"), b"", retain=True)

@@ -14,6 +14,7 @@ from simulator.physiology import draw_patient, response_shape
 from simulator.scenario import ScenarioError, builtin_names, load_scenario, parse_duration
 from simulator.stream import chair_ids, generate
 from tests.simulator.helpers import START_MS, condition_runs, readings_by_chair, stream
+from vitals.care import parse_record
 from vitals.reading import validate_payload
 from vitals.records import Session
 
@@ -59,6 +60,8 @@ def test_stream_is_in_publish_order_and_every_message_obeys_the_contract() -> No
             session = Session.from_payload(site, chair, msg.payload)
             assert re.fullmatch(r"P-[0-9a-f]{8}", session.patient_ref or "")  # pseudonymous, never a name
             assert session.drug == "ketamine" and session.dose_mg_per_kg == 0.5 and session.duration_min == 40
+        elif kind == "record":  # the nurse (issue 13): not retained, and valid by the contract
+            assert not msg.retain and parse_record(site, chair, msg.payload, msg.sim_ms).author == "nurse.sim"
         else:
             assert kind == "status" and msg.retain and msg.payload in (b"online", b"offline")
 
@@ -276,13 +279,14 @@ def test_every_scenario_publishes_only_what_the_contract_accepts(name: str) -> N
                 assert checked.readings and not checked.refusals, (name, seed, msg, checked.refusals)
             elif kind == "session":
                 Session.from_payload(site, chair, msg.payload)
+            elif kind == "record":
+                parse_record(site, chair, msg.payload, msg.sim_ms)
             else:
                 assert msg.payload in (b"online", b"offline")
 
 
 def test_clinic_day_nurse_records_are_valid_in_order_and_each_discharge_meets_the_shipped_criteria() -> None:
     from simulator.stream import Message
-    from vitals.care import parse_record
     from vitals.careplan import load_care_plan
     from vitals.reading import validate_payload
     from vitals.records import Session
