@@ -16,6 +16,8 @@ from typing import Any
 
 # Roles that may record (start sessions, record events and assessments, discharge). Others only see.
 RECORDING_ROLES = frozenset({"nurse", "admin"})
+# Readings arriving more than this after their own time come from the past (a fast demo, a replay).
+LIVE_SKEW_MS = 60_000
 # A refusal of one of this chair's records is shown this long.
 REFUSAL_SHOWN_MS = 10 * 60_000
 
@@ -106,16 +108,25 @@ def _clock(ms: int | None) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
+def chair_clock(newest: tuple[int, Any, int] | None, now: int) -> int:
+    """Return the chair's clock for advancing a published state's clocks: the wall clock for a live device (its
+    readings' times match their arrival), else the newest reading's own time (a fast demo or a replay of the past,
+    whose record state is judged on that replayed time). ``newest`` is (reading ts, value, arrival ms)."""
+    if newest is None or newest[2] - newest[0] < LIVE_SKEW_MS:
+        return now
+    return newest[0]
+
+
 def tile_line(session_id: str | None, state: Any, now: int) -> tuple[str, str] | None:
     """Return the overview tile's session-record line and its class: phase, infusion elapsed and remaining
     (following pauses), recovery time, what is due or overdue and discharge readiness, as the ingest published them.
-    None when the chair's published state is not about its current session."""
+    None when the chair's published state is not about its current session. ``now`` is the chair's clock."""
     from vitals.session_record import progress
 
     if session_id is None or not isinstance(state, dict) or state.get("session_id") != session_id:
         return None
     phase = str(state.get("phase") or "none")
-    clocks = progress(state, now)
+    clocks = progress(state, max(now, int(state.get("ts") or 0)))
     remaining = f" · {_clock(clocks['remaining_ms'])} left" if clocks["remaining_ms"] is not None else ""
     text = {"pre": "before infusion", "none": "no infusion", "discharged": "discharged",
             "infusing": f"infusing {_clock(clocks['elapsed_ms'])}{remaining}",

@@ -19,7 +19,15 @@ from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
 from dashboard.components import clock_text, table
 from dashboard.history import HistoryUnavailable
 from dashboard.live import now_ms
-from dashboard.record import RECORDING_ROLES, RecordCache, new_session_id, number_or_none, tile_line, total_mg
+from dashboard.record import (
+    RECORDING_ROLES,
+    RecordCache,
+    chair_clock,
+    new_session_id,
+    number_or_none,
+    tile_line,
+    total_mg,
+)
 from dashboard.services import Services
 from dashboard.state import format_elapsed
 from vitals.care import ADVERSE_KINDS, RATE_UNITS
@@ -209,7 +217,7 @@ def status_view(session: Session | None, state: dict[str, Any] | None, now: int,
                               className="rec-chip"))
     if state is not None:
         phase = str(state.get("phase") or "none")
-        clocks = progress(state, now)
+        clocks = progress(state, max(now, int(state.get("ts") or 0)))
         bits.append(html.Span(PHASES.get(phase, phase), className=f"rec-chip rec-phase-{phase}", id="rec-phase"))
         infusion = state.get("infusion") or {}
         if infusion.get("started_at"):
@@ -317,6 +325,13 @@ def _chair(services: Services, key: Any) -> tuple[str, str]:
     return chair_key(services, key)
 
 
+def clock_of(services: Services, site: str, chair: str, now: int) -> int:
+    """Return the chair's clock (dashboard/record.py chair_clock) from its newest live value."""
+    state = services.state.chair_state(site, chair)
+    values = list(state.values.values()) if state is not None else []
+    return chair_clock(max(values, key=lambda v: v[0]) if values else None, now)
+
+
 def _live_session(services: Services, site: str, chair: str) -> Session | None:
     state = services.state.chair_state(site, chair)
     return state.session if state is not None else None
@@ -351,7 +366,7 @@ def register(app: Dash, services: Services) -> None:
         refusal = cache.refusal(site, chair, now)
         if refusal is not None and state is not None and int(state.get("ts") or 0) > refusal.ts:
             refusal = None  # the ingest accepted something since: the refusal is history (in the audit trail)
-        return status_view(session, state, now, refusal)
+        return status_view(session, state, clock_of(services, site, chair, now), refusal)
 
     @app.callback(Output("rec-log", "children"), Output("rec-report-links", "children"), Output("rec-log-key", "data"),
                   Input("tick", "n_intervals"), State("chair-key", "data"), State("rec-log-key", "data"))
@@ -593,5 +608,5 @@ def record_tile(services: Services, site: str, chair: str, now: int) -> list[str
     state = services.state.chair_state(site, chair)
     if cache is None or state is None or state.session is None:
         return None
-    line = tile_line(state.session.session_id, cache.state(site, chair), now)
+    line = tile_line(state.session.session_id, cache.state(site, chair), clock_of(services, site, chair, now))
     return list(line) if line else None

@@ -48,3 +48,14 @@ def test_refusals_are_kept_per_chair_with_the_record_type() -> None:
     assert cache.refusal("north", "c-1", NOW + 11 * 60_000) is None  # shown for ten minutes
     cache.apply_state("north", "c-1", b"not json")
     assert cache.state("north", "c-1") is None
+
+
+def test_the_clocks_follow_the_chair_a_replayed_past_never_runs_on_wall_time() -> None:
+    from dashboard.record import chair_clock
+
+    assert chair_clock(None, NOW) == NOW
+    assert chair_clock((NOW - 800, 72.0, NOW - 200), NOW) == NOW  # a live device: the wall clock
+    replayed = NOW - 6 * 3600_000
+    assert chair_clock((replayed, 72.0, NOW - 500), NOW) == replayed  # a fast demo: the replayed time
+    doc = state("recovery", ts=replayed - 60_000, recovery={"since": replayed - 10 * 60_000})
+    assert tile_line("S-1", doc, chair_clock((replayed, 72.0, NOW), NOW))[0].startswith("recovery 10:00")  # type: ignore[index]
