@@ -378,7 +378,8 @@ def register(app: Dash, services: Services) -> None:
         site, chair = _chair(services, key)
         live = _live_session(services, site, chair)
         state = state_of(cache, live, site, chair)
-        version = [live.session_id if live else None, state.get("ts") if state else None]
+        # ... and every 15 s whatever happens (an edit of the store by another path, a state lost with a restart).
+        version = [live.session_id if live else None, state.get("ts") if state else None, now_ms() // 15_000]
         if shown is not None and version == shown:
             return no_update, no_update, no_update
         session = live or current_session(services, site, chair)
@@ -389,6 +390,8 @@ def register(app: Dash, services: Services) -> None:
             return html.P(f"Session log unavailable: {exc}", className="muted"), report_links(site, chair, session), None
         log_view = table(["time", "what", "by"], log_rows(items), ident="rec-log-table",
                          empty="Nothing recorded in this session yet.")
+        if state is not None and isinstance(state.get("events"), int) and len(items) < state["events"]:
+            version = None  # the ingest published before its writer stored the newest record: read again next tick
         return log_view, report_links(site, chair, session), version
 
     register_forms(app, services, cache)  # their components exist only for roles that may record

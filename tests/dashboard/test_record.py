@@ -59,3 +59,33 @@ def test_the_clocks_follow_the_chair_a_replayed_past_never_runs_on_wall_time() -
     assert chair_clock((replayed, 72.0, NOW - 500), NOW) == replayed  # a fast demo: the replayed time
     doc = state("recovery", ts=replayed - 60_000, recovery={"since": replayed - 10 * 60_000})
     assert tile_line("S-1", doc, chair_clock((replayed, 72.0, NOW), NOW))[0].startswith("recovery 10:00")  # type: ignore[index]
+
+
+def test_recorded_events_are_drawn_on_the_chair_trends(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from dashboard.figures import trend_figure
+    from dashboard.pages.session import record_markers
+    from dashboard.services import Services
+    from vitals.care import CareRecord
+    from vitals.records import Session
+    from vitals.settings import FixedSettings
+    from vitals.store import Series, open_store
+
+    url = f"sqlite:///{tmp_path / 'vitals.db'}"
+    session = Session("north", "c-1", "S-1", "active", NOW - 3600_000, drug="ketamine", patient_ref="P-1")
+    store = open_store(url)
+    store.write_sessions([session])
+    store.write_care_records([
+        CareRecord("north", "c-1", "S-1", NOW - 3000_000, "infusion_start", "nurse.kim", {}),
+        CareRecord("north", "c-1", "S-1", NOW - 2000_000, "rate_change", "nurse.kim", {"rate": 40.0, "rate_unit": "mg/h"}),
+        CareRecord("north", "c-1", "S-1", NOW - 1000_000, "assessment", "nurse.kim",
+                   {"scale": "moaas", "items": {"responsiveness": 4}, "total": 4}),
+    ])
+    store.close()
+    services = Services(FixedSettings(mqtt_url=None, store_url=url, dashboard_no_login=True, data_dir=tmp_path))
+    assert services.history.check()
+    figure = record_markers(services, trend_figure(Series(0), None, (), [session], NOW - 4000_000, NOW), "north", "c-1",
+                            [session])
+    services.history.stop()
+    assert [a.text for a in figure.layout.annotations if a.textangle == -90] == ["start", "rate 40", "MOAA/S 4"]
+    lines = [s for s in figure.layout.shapes if s.yref == "paper" and s.line.dash == "dot" and s.line.color == "#ffb347"]
+    assert len(lines) == 3
