@@ -39,13 +39,16 @@ min_observation_min = 0.05
 class Env:
     def __init__(self, mosquitto: Mosquitto, ingest: IngestProcess, store: SQLiteStore, collector: MqttCollector) -> None:
         self.mosquitto, self.ingest, self.store, self.collector = mosquitto, ingest, store, collector
+        self.retained: set[str] = set()
 
     def session(self, chair: str, started_at: int, **extra: object) -> str:
         sid = f"S-{chair}"
         doc = {"session_id": sid, "state": "active", "started_at": started_at, "drug": "ketamine",
                "dose_mg_per_kg": 0.5, "duration_min": 40, "patient_ref": "P-7F3A2C", "weight_kg": 70,
                "baseline_sys": 120, "baseline_dia": 80, "baseline_source": "entered", "started_by": "nurse.kim", **extra}
-        mosquitto_pub_lines(self.mosquitto.port, TOPICS.session(SITE, chair), [json.dumps(doc)])
+        # Retained, as the contract says: a restarted ingest gets it again when it subscribes.
+        self.retained.add(TOPICS.session(SITE, chair))
+        self.collector.client.publish(TOPICS.session(SITE, chair), json.dumps(doc), qos=1, retain=True).wait_for_publish(5)
         assert self.collector.wait_for(lambda c: self.state(chair) is not None and self.state(chair)["session_id"] == sid)
         return sid
 
@@ -77,9 +80,12 @@ def env(mosquitto: Mosquitto, tmp_path_factory: pytest.TempPathFactory) -> Itera
                               TOPICS.alarm_events_filter(SITE))
     ingest.start()
     store = SQLiteStore(db)
+    env = Env(mosquitto, ingest, store, collector)
     try:
-        yield Env(mosquitto, ingest, store, collector)
+        yield env
     finally:
+        for topic in env.retained:  # leave the shared broker without this module's retained sessions
+            collector.client.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
         store.close()
         collector.close()
         ingest.stop()
@@ -238,3 +244,21 @@ def test_discharge_refused_below_nine_and_before_observation_accepted_after_and_
     assert {c["id"] for c in forced.data["criteria"] if not c["met"]} >= {"infusion_stopped", "score"}
     assert wait_until(lambda: any(a.action == "discharge_override" and a.chair == chair2 for a in env.store.audit(SITE)), 10)
     assert env.rejected(chair2) == []
+
+
+def test_a_restarted_ingest_rebuilds_each_record_from_the_store_and_republishes_its_state(env: Env) -> None:
+    chair = "c-restart"
+    t = now_ms() - 60_000
+    sid = env.session(chair, t)
+    env.publish(chair, rec(sid, "infusion_start", t + 1000), rec(sid, "pause", t + 2000),
+                rec(sid, "assessment", t + 3000, scale="moaas", score=4))
+    assert env.collector.wait_for(lambda c: env.state(chair)["events"] == 3, 10)
+    assert wait_until(lambda: len(env.store.care_records(SITE, chair, sid)) == 3, 10)
+    before = len(env.collector.payloads(TOPICS.record_state(SITE, chair)))
+    env.ingest.restart()
+    # The retained session comes back on subscribe; the record is rebuilt from the store and published again.
+    assert env.collector.wait_for(lambda c: len(c.payloads(TOPICS.record_state(SITE, chair))) > before, 15)
+    state = env.state(chair)
+    assert (state["phase"], state["events"], state["assessments"]["moaas"]["total"]) == ("paused", 3, 4)
+    env.publish(chair, rec(sid, "pause", t + 4000))  # still paused after the restart: refused as before
+    assert env.collector.wait_for(lambda c: any("paused" in r["reason"] for r in env.rejected(chair)), 10)
