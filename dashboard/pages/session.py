@@ -42,6 +42,8 @@ log = logging.getLogger("dashboard.session")
 DRUGS = ("ketamine", "esketamine")
 # The chair's last cuff reading pre-fills the baseline only if it is at most this old.
 BASELINE_MAX_AGE_MS = 30 * 60_000
+# ... and the modified Aldrete's circulation item only if it is at most this old (SpO2: only while live).
+PREFILL_CUFF_MAX_AGE_MS = 20 * 60_000
 EVENT_BUTTONS = (("infusion_start", "Start infusion"), ("pause", "Pause"), ("resume", "Resume"),
                  ("infusion_stop", "Stop infusion"))
 
@@ -430,8 +432,13 @@ def register_forms(app: Dash, services: Services, cache: RecordCache) -> None:
         if scale_id == "aldrete":
             state = services.state.chair_state(site, chair)
             session = state.session if state else None
+            clock = clock_of(services, site, chair, now_ms())
             cuff = state.cuff if state else None
+            if cuff is not None and clock - cuff[0] > PREFILL_CUFF_MAX_AGE_MS:
+                cuff = None  # an old cuff reading proposes nothing: the nurse takes one
             spo2 = state.values.get("spo2") if state else None
+            if spo2 is not None and clock - spo2[0] > services.state.no_data_ms:
+                spo2 = None  # a stale SpO2 is never proposed as current
             unit = load_care_plan(services.config.care_plan_file, site).circulation
             prefill = aldrete_prefill(cuff[1] if cuff else None, session.baseline_sys if session else None,
                                       spo2[1] if spo2 else None, unit)
