@@ -212,6 +212,12 @@ def session_details(session: Session | None, now: int) -> Any:
         rows.append(("ended", clock_text(session.ended_at)))
     if session.baseline_sys is not None:
         rows.append(("baseline systolic", f"{session.baseline_sys:g} mmHg"))
+    if session.weight_kg is not None:  # a nurse-started session (issue 13): weight, total dose, who started it
+        rows.append(("weight", f"{session.weight_kg:g} kg"))
+    if session.total_mg is not None:
+        rows.append(("total dose", f"{session.total_mg:g} mg"))
+    if session.started_by:
+        rows.append(("started by", session.started_by))
     return html.Dl([item for key, value in rows for item in (html.Dt(key), html.Dd(value))], className="details")
 
 
