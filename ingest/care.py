@@ -141,13 +141,15 @@ class CareService:
         changed: set[tuple[str, str]] = set()
         wall = self._clock()
         with self._lock:
-            for r in readings:
+            chairs = self._chairs
+            groups: dict[tuple[str, str], list[Reading]] = {}
+            for r in readings:  # the hot path: one dict lookup per reading, the rest per chair
                 key = (r.site, r.chair)
-                rec = self._chairs.get(key)
-                if rec is None:
-                    continue
-                self._observe(key, r.ts_ms, wall)
-                if (r.sys is not None or r.spo2 is not None) and rec.note_readings([r]):
+                if key in chairs:
+                    groups.setdefault(key, []).append(r)
+            for key, group in groups.items():
+                self._observe(key, max(r.ts_ms for r in group), wall)
+                if chairs[key].note_readings(group):
                     changed.add(key)
         for key in changed:
             self._after(key)
