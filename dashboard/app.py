@@ -8,7 +8,7 @@ from typing import Any
 from dash import Dash
 
 from dashboard import guards, layouts
-from dashboard.pages import alarms, chair, login, overview, report
+from dashboard.pages import alarms, chair, login, overview, report, session
 from dashboard.services import Services
 
 ASSETS = Path(__file__).with_name("assets")
@@ -40,6 +40,7 @@ def create_app(services: Services) -> Dash:
     chair.register(app, services)
     alarms.register(app, services)
     report.register(app, services)
+    session.register(app, services)
     _install_health(app.server, services)
     guards.install(app.server, services, ASSETS)
     services.gate.set_script_hashes(list(app.csp_hashes()))

@@ -21,8 +21,8 @@ from dashboard.services import Services
 log = logging.getLogger("dashboard.guards")
 
 CALLBACK_PATH = "/_dash-update-component"
-# Paths whose second segment is a site id: the chair view and the CSV export.
-SITE_PATHS = ("chair", "export")
+# Paths whose second segment is a site id: the chair view, the CSV export and the session report.
+SITE_PATHS = ("chair", "export", "report")
 # Errors a callback raises when a request carries values no page sends (a string for a chair key, an unknown
 # output): the client's mistake, answered 400. Anything else stays a 500 with its traceback in the log.
 CLIENT_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, LookupError)

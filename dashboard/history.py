@@ -182,6 +182,10 @@ class History:
         """Return audit records of a site in a range."""
         return self._call(lambda s: s.audit(site, start_ms, end_ms))
 
+    def with_store(self, fn: Callable[[Store], T]) -> T:
+        """Run ``fn`` on the store (raises HistoryUnavailable while it is down), e.g. to build a session report."""
+        return self._call(fn)
+
     def write_audit(self, records: Sequence[AuditRecord]) -> None:
         """Write audit records (raises HistoryUnavailable when the store is down)."""
         self._call(lambda s: s.write_audit(records), force=True)

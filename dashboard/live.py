@@ -267,10 +267,29 @@ class LiveFeed:
             "alarms": state.apply_alarms, "limits": state.apply_limits,
             "effective_limits": state.apply_effective_limits,
         }
+        self._exact: dict[str, Callable[[str, bytes], None]] = {}
 
     def filters(self) -> list[str]:
         """Return the subscription filters, one per chair topic kind the dashboard reads."""
-        return [self.topics.chair_filter(kind, self.site) for kind in self.KINDS]
+        return [self.topics.chair_filter(kind, self.site) for kind in self.KINDS] + list(self._exact)
+
+    def add_kind(self, kind: str, handler: Callable[[str, str, bytes], None]) -> None:
+        """Also read a chair topic kind (call before start): ``handler(site, chair, payload)`` gets its messages."""
+        self.KINDS = (*self.KINDS, kind)  # type: ignore[misc]
+        self._handlers[kind] = handler
+
+    def add_topic(self, topic: str, handler: Callable[[str, bytes], None]) -> None:
+        """Also read one exact topic (call before start): ``handler(topic, payload)`` gets its messages."""
+        self._exact[topic] = handler
+
+    def publish(self, topic: str, payload: str, *, retain: bool = False, timeout: float = 5.0) -> bool:
+        """Publish a command or record (QoS 1); return whether the broker took it."""
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        try:
+            info.wait_for_publish(timeout)
+        except (RuntimeError, ValueError):
+            return False
+        return info.is_published()
 
     def start(self) -> None:
         """Connect in the background; reconnects are automatic."""
@@ -304,6 +323,10 @@ class LiveFeed:
     def _on_message(self, client, userdata, msg) -> None:  # type: ignore[no-untyped-def]
         self.state.messages += 1
         try:
+            exact = self._exact.get(msg.topic)
+            if exact is not None:
+                exact(msg.topic, msg.payload)
+                return
             parsed = self.topics.parse_chair(msg.topic)
             handler = self._handlers.get(parsed.kind)
             if handler is not None:

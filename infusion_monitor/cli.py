@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "hl7-export": ("interop.hl7_export_cli", "send active sessions' readings as HL7 v2 PCD-01 over MLLP, durably"),
     "hl7-gateway": ("interop.gateway_cli", "accept HL7 v2 PCD-01 readings over MLLP and publish them on MQTT"),
     "alarms": ("ingest.alarms.cli", "alarm report and what-if replay of alarm rules on stored history"),
+    "report": ("infusion_monitor.report", "write one session's report (PDF or HTML) from the store"),
 }
 
 

@@ -258,6 +258,7 @@ ROLE_SETTINGS: dict[str, tuple[str, ...]] = {
     "replay": (*_MQTT, "topic_prefix", *_STORE),  # its --site names the recorded or stored site, a role option
     "user": ("dashboard_users_file",),
     "alarms": ("site", *_STORE, "alarm_rules_file", "no_data_s", "cuff_interval_min", "audio_pause_s"),  # report, what-if
+    "report": _STORE,  # its --site and --chair name the session's chair, role options
     "benchmarks": _STORE[1:],  # environment only: the suite starts its own servers and names their URLs
     "hl7-export": (*_MQTT, "mqtt_client_id", "topic_prefix", "site", "data_dir", "session_expiry_s", *_HL7_OUT,
                    "hl7_mllp", "hl7_outbox_file", "hl7_close_grace_s", "hl7_retry_backoff_s", "hl7_retry_max_s",

@@ -95,11 +95,12 @@
     var session = el("div", "tile-session", tile);
     var sessionText = el("span", "session-text", session);
     var elapsed = el("span", "session-elapsed", session);
+    var record = el("div", "tile-record", tile);
     var spark = el("img", "spark", tile);
     spark.alt = "last 15 minutes of HR and SpO2";
     return { link: link, tile: tile, chair: chair, badge: badge, alarm: alarm, alarmKey: null, nums: numParts,
              cuffValue: cuffValue, cuffAge: cuffAge, session: session, sessionText: sessionText, elapsed: elapsed,
-             spark: spark };
+             record: record, spark: spark };
   }
 
   function updateTile(p, t) {
@@ -151,6 +152,8 @@
     setClass(p.session, t.session[2]);
     setText(p.sessionText, t.session[0]);
     setText(p.elapsed, t.session[1]);
+    setText(p.record, t.record ? t.record[0] : "");
+    setClass(p.record, "tile-record " + (t.record ? t.record[1] : "rec-tile-empty"));
     if (t.spark && p.spark.getAttribute("src") !== t.spark) { p.spark.setAttribute("src", t.spark); }
   }
 

@@ -14,6 +14,8 @@ from dashboard.components import PRIORITY_LABEL, clock_text, table, tile
 from dashboard.figures import trend_figure
 from dashboard.history import HistoryUnavailable, readings_csv
 from dashboard.live import now_ms
+from dashboard.pages.session import panel as session_panel
+from dashboard.pages.session import record_markers
 from dashboard.services import Services
 from dashboard.state import ChairState, format_elapsed, pending_edit
 from vitals.limits import LIMIT_NAMES, AdminEdit, EffectiveLimits, LimitsError, validate
@@ -58,6 +60,7 @@ def layout(services: Services, site: str, chair: str) -> html.Div:
         dcc.Loading(dcc.Graph(id="chair-trend", config={"displaylogo": False, "responsive": True},
                               style={"height": "900px"}), type="default"),
         html.Div([html.H3("Session"), html.Div(id="chair-session")], className="panel"),
+        session_panel(services, site, chair),
         html.Div([html.H3("Alarm history"), html.Div(id="chair-alarm-history")], className="panel"),
     ]
     if who is not None and who.role == "admin":
@@ -211,6 +214,12 @@ def session_details(session: Session | None, now: int) -> Any:
         rows.append(("ended", clock_text(session.ended_at)))
     if session.baseline_sys is not None:
         rows.append(("baseline systolic", f"{session.baseline_sys:g} mmHg"))
+    if session.weight_kg is not None:  # a nurse-started session (issue 13): weight, total dose, who started it
+        rows.append(("weight", f"{session.weight_kg:g} kg"))
+    if session.total_mg is not None:
+        rows.append(("total dose", f"{session.total_mg:g} mg"))
+    if session.started_by:
+        rows.append(("started by", session.started_by))
     return html.Dl([item for key, value in rows for item in (html.Dt(key), html.Dd(value))], className="details")
 
 
@@ -290,8 +299,8 @@ def register(app: Dash, services: Services) -> None:
         history = table(["time", "priority", "event", "vital", "text", "value / limit", "user"],
                         alarm_history_rows(events), ident="alarm-history-table", empty="No alarm events in this range.")
         shown = [s for s in sessions if s.started_at < end and (s.ended_at is None or s.ended_at >= start)]
-        return (trend_figure(series, limits, events, shown, start, end), session_details(session, now), history, export,
-                "", limits_note(state))
+        figure = record_markers(services, trend_figure(series, limits, events, shown, start, end), site, chair, shown)
+        return figure, session_details(session, now), history, export, "", limits_note(state)
 
     @app.callback(Output("chair-limits-version", "data"), Input("tick", "n_intervals"), State("chair-key", "data"),
                   State("chair-limits-version", "data"))

@@ -13,6 +13,7 @@ from dash import ClientsideFunction, Dash, Input, Output, dcc, html
 
 from dashboard.components import SPARK_REDRAW_MS, density, spark_src, tile_data
 from dashboard.live import now_ms
+from dashboard.pages.session import record_tile
 from dashboard.services import Services
 
 # Send sparklines with every n-th refresh (and the first): they change once per SPARK_REDRAW_MS.
@@ -45,6 +46,7 @@ def refresh(services: Services, now: int | None = None, with_sparks: bool = True
     for v in views:
         spark = spark_src(v, at, lambda v=v: state.spark_points(v.site, v.chair, at)) if with_sparks else None
         tiles.append(tile_data(v, several_sites, spark))
+        tiles[-1]["record"] = record_tile(services, v.site, v.chair, at)  # the session record's line (pages/session.py)
     live = sum(1 for v in views if v.mode == "live")
     alarms = sum(1 for v in views if v.alarm_priority)
     summary = [html.Span(f"{len(views)} chairs", className="sum-item"),

@@ -105,25 +105,30 @@ def test_a_south_dashboard_serves_nothing_of_north(users_file: Path, config: dic
     client = make_client(users_file, **config)
     assert login(client, user).status_code == 303
     for path in ("/chair/north/c-01", "/chair/north/c-01/", "/export/north/c-01.csv",
-                 "/export/north/c-01.csv?start=0&end=1000"):
+                 "/export/north/c-01.csv?start=0&end=1000", "/report/north/c-01/S-1.pdf", "/report/north/c-01/S-1.html"):
         response = client.get(path)
         assert response.status_code == 404, path
         assert b"c-01" not in response.data and b"<html" not in response.data.lower()
     assert client.get("/chair/south/c-01").status_code == 200
     north = bodies(client, NORTH)
-    assert len(north) == 11  # every server-side callback of the app
+    assert len(north) == 17  # every server-side callback of the app
     naming = [b for b in north if NORTH in named_sites(b)]
     assert {b["output"] for b in naming} >= {"page.children", "chair-live.children",
                                              "..alarms-feedback.children...ack-reason.value..",
-                                             "..limits-feedback.children...limits-whatif-for.data.."}
+                                             "..limits-feedback.children...limits-whatif-for.data..",
+                                             "rec-feedback.children", "rec-items.children", "rec-status.children",
+                                             "..rec-log.children...rec-report-links.children...rec-log-key.data.."}
     for body in north:
         response = callback(client, body)
         if body in naming:
             assert response.status_code == 403, body["output"]
-        else:  # the ticks of the shell, overview and alarm panel: answered, with no word of north
+        else:  # the ticks of the shell, overview and alarm panel, the report range, the dose sum: no word of north
             assert response.status_code == 200, body["output"]
             assert "north" not in response.get_data(as_text=True), body["output"]
-            assert "south" in response.get_data(as_text=True) or body["output"].startswith("..banners"), body["output"]
+            assert ("south" in response.get_data(as_text=True) or body["output"].startswith("..banners")
+                    or body["output"] == "rec-total.children"), body["output"]
+    # Only the ticks of the shell, overview and alarm panel, the alarm report's range and the dose sum name no site.
+    assert len(naming) == len(north) - 5, [b["output"] for b in north if b not in naming]
     for body in bodies(client, SOUTH):  # the same callbacks for the dashboard's own site answer
         assert callback(client, body).status_code in (200, 204), body["output"]
     shell = next(b for b in north if b["output"].startswith("..banners"))
