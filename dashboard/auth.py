@@ -287,7 +287,7 @@ class Gate:
             return None
         item = self.current()
         if item is None:
-            wants_page = request.method == "GET" and not request.path.startswith(("/_dash-", "/_reload", "/export"))
+            wants_page = request.method == "GET" and not request.path.startswith(("/_dash-", "/_reload", "/export", "/_push"))
             if wants_page:
                 return redirect("/login?next=" + quote(request.full_path.rstrip("?"), safe="/?=&"), 302)
             response = jsonify({"error": "login required"})

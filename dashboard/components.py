@@ -180,8 +180,12 @@ def tile_data(view: TileView, show_site: bool = False, spark: str | None = None)
         "chair": view.chair, "showSite": show_site, "mode": view.mode, "alarmPrio": view.alarm_priority or "none",
         "cls": tile_classes(view), "badge": [label, small, badge_class], "alarm": alarm,
         "nums": [[n.vital, n.label, n.unit, n.text, n.age if n.stale and n.age != "never" else "",
-                  f"num num-{n.vital}{' stale' if n.stale else ''}{' missing' if n.text == '--' else ''} big"]
+                  f"num num-{n.vital}{' stale' if n.stale else ''}{' missing' if n.text == '--' else ''} big",
+                  None if n.stale else n.stale_at]
                  for n in view.numerics],
+        # Server-clock deadlines: the browser greys a value and shows NO DATA on its own when they pass without
+        # an update (assets/vitals.js), so a stalled push or poll never leaves a value looking current.
+        "liveUntil": view.live_until,
         "cuff": [view.cuff_text, view.cuff_age + (" · overdue" if view.cuff_overdue else ""),
                  f"cuff-age{' overdue' if view.cuff_overdue else ''}"],
         "session": [view.session_text, view.elapsed, f"tile-session session-{view.session_state}"],
