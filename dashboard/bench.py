@@ -18,8 +18,8 @@ from vitals.settings import Settings
 OVERVIEW_CALLBACK = {
     "output": "overview-data.data",
     "outputs": {"id": "overview-data", "property": "data"},
-    "inputs": [{"id": "overview-poll", "property": "n_intervals", "value": 5}],  # a refresh with the sparklines
-    "changedPropIds": ["overview-poll.n_intervals"],
+    "inputs": [{"id": "overview-poll-go", "property": "data", "value": 5}],  # a refresh with the sparklines
+    "changedPropIds": ["overview-poll-go.data"],
     "state": [],
 }
 

@@ -260,10 +260,7 @@
   var pushRetryAt = 0;
 
   function setPoll(enabled) {
-    var clientside = window.dash_clientside;
-    if (clientside && clientside.set_props && document.getElementById("overview-poll")) {
-      clientside.set_props("overview-poll", { disabled: !enabled });
-    }
+    document.body.setAttribute("data-updates", enabled ? "poll" : "push");  // which path delivers (tests, support)
   }
 
   function closePush() {
@@ -298,6 +295,8 @@
   window.dash_clientside = Object.assign({}, window.dash_clientside, {
     vitals: {
       renderOverview: renderOverview,
+      // The overview's fallback poll goes to the server only while the push channel is not delivering.
+      pollGate: function (n) { return pushing ? window.dash_clientside.no_update : n; },
       toggleSound: function (clicks, enabled) {
         var next = !enabled;
         if (next) { context(); }

@@ -31,8 +31,10 @@ def layout(services: Services) -> html.Div:
         [
             html.Div(id="overview-summary", className="summary"),  # drawn by assets/vitals.js from the data
             dcc.Store(id="overview-data", data=data),
-            # The fallback poll: assets/vitals.js disables it while the push channel delivers.
+            # The fallback poll: its ticks reach the server (overview-poll-go) only while the push channel does
+            # not deliver (assets/vitals.js, pollGate).
             dcc.Interval(id="overview-poll", interval=services.config.dashboard_refresh_ms, n_intervals=0),
+            dcc.Store(id="overview-poll-go"),
             html.Div([html.Div("No chairs yet: waiting for the first reading, session or status message.",
                                className="empty", id="overview-empty", style={"display": "none"})],
                      id="overview-grid", className="grid"),
@@ -65,7 +67,12 @@ def summary_counts(views: list[Any]) -> list[int]:
 def register(app: Dash, services: Services) -> None:
     """Register the overview's fallback poll and its browser-side renderer."""
 
-    @app.callback(Output("overview-data", "data"), Input("overview-poll", "n_intervals"))
+    app.clientside_callback(
+        ClientsideFunction(namespace="vitals", function_name="pollGate"),
+        Output("overview-poll-go", "data"), Input("overview-poll", "n_intervals"),
+    )
+
+    @app.callback(Output("overview-data", "data"), Input("overview-poll-go", "data"), prevent_initial_call=True)
     def overview_tick(n: int | None) -> dict[str, Any]:
         return refresh(services, with_sparks=not n or n % SPARK_EVERY == 0)
 
