@@ -12,12 +12,13 @@ scope and the security headers like every request, and waitress writes each even
     {"now": server ms, "noDataMs": 15000, "full": bool, "density": "...", "summary": [chairs, live, not live, alarms],
      "tiles": [tile_data, ...]}
 
-``full`` carries every tile of the user's sites in display order (first event, a chair added or gone); otherwise
-only tiles whose display changed. A tile goes out when its chair changes (a reading, alarms, session, status),
-at most every ``GAP_S``; every ``TICK_S`` every tile is evaluated again (ages, values turning stale, NO DATA)
-and an event goes out even when nothing changed (the page's heartbeat), after the login is checked again: an
-ended login gets an ``ended`` event and the stream stops. Each tile carries its server-clock deadlines
-(``liveUntil``, per value ``staleAt``); the page greys values and shows NO DATA on its own when they pass.
+``full`` carries every tile of the user's sites in display order (first event, a chair added or gone);
+otherwise only tiles whose display changed, each as its id and the fields that changed. A tile goes out when
+its chair changes (a reading, alarms, session, status), at most every ``GAP_S``; every ``TICK_S`` the tiles
+not evaluated since are evaluated again (ages, values turning stale, NO DATA) and an event goes out even when
+nothing changed (the page's heartbeat), after the login is checked again: an ended login gets an ``ended``
+event and the stream stops. Each tile carries its server-clock deadlines (``liveUntil``, per value
+``staleAt``); the page greys values and shows NO DATA on its own when they pass.
 
 A stream holds one waitress worker thread for as long as the page is open: at most ``dashboard_threads -
 RESERVED_THREADS`` streams run at once; one more is answered 503 and that page keeps its one-second poll.
@@ -45,13 +46,13 @@ BUSY_RETRY_S = 30  # a page refused for want of threads polls, and tries the str
 
 
 class TileStream:
-    """One page's event stream: what it was sent, so that only changed tiles go out."""
+    """One page's event stream: what it was sent, so that only what changed goes out."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
         self.state = services.state
-        self.sent: dict[tuple[str, str], str] = {}  # chair -> its tile JSON as last sent (without the sparkline)
-        self.sent_spark: dict[tuple[str, str], str] = {}
+        self.sent: dict[tuple[str, str], dict[str, Any]] = {}  # chair -> its tile data as last sent
+        self.evaluated: dict[tuple[str, str], float] = {}  # chair -> when its tile was last evaluated (monotonic)
         self.modes: dict[tuple[str, str], tuple[bool, bool]] = {}  # chair -> (live, with alarms), for the summary
         self.order: list[tuple[str, str]] = []
         self.scope: Scope = None
@@ -99,18 +100,22 @@ class TileStream:
         return self.services.user() is not None
 
     def everything(self, at: int) -> str:
-        """Return the event after evaluating every tile in scope: all of them when the set changed, else changes."""
-        views = self.state.tiles(self.scope, at, with_spark=False)
-        order = [(v.site, v.chair) for v in views]
-        self.several_sites = len({v.site for v in views}) > 1
+        """Return the tick's event: every tile when the set of chairs changed, else the tiles not evaluated for a
+        tick (a chair that changed was evaluated when it did) whose display differs."""
+        order = [key for key in self.state.chairs() if in_scope(key[0], self.scope)]
         full = order != self.order
         if full:
             self.order = order
+            self.several_sites = len({site for site, _ in order}) > 1
             keep = set(order)
-            for table in (self.sent, self.sent_spark, self.modes):
+            for table in (self.sent, self.evaluated, self.modes):
                 for key in [k for k in table if k not in keep]:
                     del table[key]
-        parts = self._tiles(views, at, full)
+            due = order
+        else:
+            since = time.monotonic() - TICK_S * 0.9
+            due = [key for key in order if self.evaluated.get(key, 0.0) <= since]
+        parts = self._tiles(self.state.tiles_of(due, at), at, full)
         return self._event(at, full, parts)
 
     def changed(self, keys: list[tuple[str, str]], at: int) -> str | None:
@@ -122,18 +127,23 @@ class TileStream:
         return self._event(at, False, parts) if parts else None
 
     def _tiles(self, views: list[TileView], at: int, full: bool) -> list[str]:
+        """Return the JSON of each tile to send: whole when ``full`` or new, else its id and the fields that changed."""
         parts = []
+        evaluated = time.monotonic()
         for view in views:
             key = (view.site, view.chair)
-            text = json.dumps(tile_data(view, self.several_sites), separators=(",", ":"))
-            spark = spark_src(view, at, lambda v=view: self.state.spark_points(v.site, v.chair, at))
+            data = tile_data(view, self.several_sites,
+                             spark_src(view, at, lambda v=view: self.state.spark_points(v.site, v.chair, at)))
+            self.evaluated[key] = evaluated
             self.modes[key] = (view.mode == "live", bool(view.alarm_priority))
-            new_spark = self.sent_spark.get(key) != spark
-            if not full and not new_spark and self.sent.get(key) == text:
-                continue
-            self.sent[key] = text
-            self.sent_spark[key] = spark
-            parts.append(text[:-1] + ',"spark":' + json.dumps(spark) + "}" if new_spark or full else text)
+            old = self.sent.get(key)
+            self.sent[key] = data
+            if not full and old is not None:
+                data = {name: value for name, value in data.items() if old.get(name) != value}
+                if not data:
+                    continue
+                data["id"] = old["id"]
+            parts.append(json.dumps(data, separators=(",", ":")))
         return parts
 
     def _event(self, at: int, full: bool, parts: list[str]) -> str:

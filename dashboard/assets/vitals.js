@@ -97,12 +97,34 @@
     var elapsed = el("span", "session-elapsed", session);
     var spark = el("img", "spark", tile);
     spark.alt = "last 15 minutes of HR and SpO2";
-    return { link: link, tile: tile, chair: chair, badge: badge, alarm: alarm, alarmKey: null, nums: numParts,
-             cuffValue: cuffValue, cuffAge: cuffAge, session: session, sessionText: sessionText, elapsed: elapsed,
-             spark: spark };
+    var p = { link: link, tile: tile, chair: chair, badge: badge, alarm: alarm, alarmKey: null, nums: numParts,
+              cuffValue: cuffValue, cuffAge: cuffAge, session: session, sessionText: sessionText, elapsed: elapsed,
+              spark: spark, visible: !observer, sparkWanted: null, sparkShown: null };
+    link.__tile = p;
+    if (observer) { observer.observe(link); }
+    return p;
+  }
+
+  // Sparklines (SVG images) are set only on tiles on or near the screen: at 2,000 chairs, decoding every
+  // tile's new image each 5 s kept the page's main thread busy. A tile scrolled into view gets its latest one.
+  var observer = window.IntersectionObserver ? new IntersectionObserver(function (entries) {
+    entries.forEach(function (entry) {
+      var p = entry.target.__tile;
+      if (!p) { return; }
+      p.visible = entry.isIntersecting;
+      showSpark(p);
+    });
+  }, { rootMargin: "300px" }) : null;
+
+  function showSpark(p) {
+    if (p.visible && p.sparkWanted && p.sparkWanted !== p.sparkShown) {
+      p.spark.setAttribute("src", p.sparkWanted);
+      p.sparkShown = p.sparkWanted;
+    }
   }
 
   function updateTile(p, t, toLocal) {
+    p.t = t;
     // Deadlines on this browser's clock: the server's, shifted by (arrival here - server's "now").
     p.cls = t.cls;
     p.liveUntil = t.liveUntil == null ? null : toLocal(t.liveUntil);
@@ -155,7 +177,8 @@
     setClass(p.session, t.session[2]);
     setText(p.sessionText, t.session[0]);
     setText(p.elapsed, t.session[1]);
-    if (t.spark && p.spark.getAttribute("src") !== t.spark) { p.spark.setAttribute("src", t.spark); }
+    if (t.spark) { p.sparkWanted = t.spark; }
+    showSpark(p);
   }
 
   function renderSummary(s) {
@@ -179,6 +202,8 @@
     var grid = document.getElementById("overview-grid");
     if (!grid || !data) { return window.dash_clientside.no_update; }
     var box = grid.querySelector(":scope > .tiles");
+    // A change event needs the tiles it changes: before the page's first data is drawn, it waits for that.
+    if (data.full === false && !box) { return window.dash_clientside.no_update; }
     if (box && data.now < lastNow) { return window.dash_clientside.no_update; }
     if (!box) {
       box = el("div", "tiles", grid);
@@ -191,7 +216,11 @@
     renderSummary(data.summary);
     setClass(box, "tiles " + data.density);
     if (data.full === false) {  // a pushed event with the tiles that changed
-      data.tiles.forEach(function (t) { if (tiles[t.id]) { updateTile(tiles[t.id], t, toLocal); } });
+      // Each tile as its id and the fields that changed: merged over what it showed.
+      data.tiles.forEach(function (t) {
+        var p = tiles[t.id];
+        if (p) { updateTile(p, Object.assign({}, p.t, t), toLocal); }
+      });
       return String(Object.keys(tiles).length);
     }
     if (!fromPush) {
@@ -210,7 +239,11 @@
       previous = p.link;
     });
     Object.keys(tiles).forEach(function (id) {
-      if (!keep[id]) { tiles[id].link.remove(); delete tiles[id]; }
+      if (!keep[id]) {
+        if (observer) { observer.unobserve(tiles[id].link); }
+        tiles[id].link.remove();
+        delete tiles[id];
+      }
     });
     var empty = document.getElementById("overview-empty");
     if (empty) { empty.style.display = data.tiles.length ? "none" : "block"; }

@@ -60,7 +60,9 @@ def test_a_south_user_never_receives_north_values(users_file: Path) -> None:  # 
         publish(client, SOUTH, "c-01", 133)
         name, second = next(stream)
         assert name == "tiles" and second["full"] is False
-        assert [(t["site"], t["nums"][0][3]) for t in second["tiles"]] == [(SOUTH, "133")]
+        # Only what changed travels: the tile's id, its numbers and its deadline.
+        assert [(t["id"], t["nums"][0][3]) for t in second["tiles"]] == [(f"tile-{SOUTH}--c-01", "133")]
+        assert "session" not in second["tiles"][0] and "href" not in second["tiles"][0]
         text = json.dumps(first) + json.dumps(second)
         assert NORTH not in text and "131" not in text and "132" not in text and "c-09" not in text
         # A live tile carries its deadlines on the server's clock, so the page can turn it NO DATA by itself.
