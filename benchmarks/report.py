@@ -85,17 +85,7 @@ def summary(results: dict) -> list[dict[str, Any]]:
         rows.append({"what": "publish -> value on the dashboard (browser)", "value": f"not measured: {short(why)}",
                      "target": "<= 1.5 s", "met": None})
     elif dash:
-        for key, label in (("clinic", "clinic load"), ("big", "2,000 chairs")):
-            entry = dash.get(key) or {}
-            ms = entry.get("ms") or {}
-            if "skipped" in entry or not ms.get("n"):
-                rows.append({"what": f"publish -> value on the dashboard (browser), {label}",
-                             "value": f"not measured: {entry.get('skipped', 'no probe seen')}", "target": "<= 1.5 s",
-                             "met": None})
-                continue
-            rows.append({"what": f"publish -> value on the dashboard (browser), {label} (p50/p95/p99)",
-                         "value": f"{ms['p50']} / {ms['p95']} / {ms['p99']} ms ({entry['missed']} missed)", "target": "<= 1.5 s",
-                         "met": ms["p99"] <= 1500 and not entry["missed"]})
+        rows += _screen_rows(dash)
     q = results.get("queries") or {}
     for backend in ("influxdb", "sqlite") if q else ():
         entry = q.get(f"trend_{backend}") or {}
@@ -161,6 +151,35 @@ def mark(met: bool | None) -> str:
     return "" if met is None else ("met" if met else "**missed**")
 
 
+# Publish -> visible p95 targets of the push channel (issue 15), per size.
+SCREEN_P95_MS = {"clinic": 250, "big": 500}
+
+
+def _screen_rows(dash: dict) -> list[dict[str, Any]]:
+    """Return the publish -> screen rows: the push channel against its p95 target, the poll alone as reference."""
+    rows: list[dict[str, Any]] = []
+    for key, label in (("clinic", "clinic load"), ("big", "2,000 chairs")):
+        size = dash.get(key) or {}
+        modes = [("push", size.get("push")), ("poll", size.get("poll"))] if "push" in size or "poll" in size \
+            else [("poll", size)]  # results from before the push channel: one poll figure per size
+        for mode, entry in modes:
+            entry = entry or {}
+            ms = entry.get("ms") or {}
+            what = f"publish -> value on the dashboard (browser), {label}, {mode}"
+            target = f"p95 <= {SCREEN_P95_MS[key]} ms" if mode == "push" else "reference (fallback)"
+            if "skipped" in entry or not ms.get("n"):
+                rows.append({"what": what, "value": f"not measured: {entry.get('skipped', 'no probe seen')}",
+                             "target": target, "met": None})
+                continue
+            script = (f"; browser script {entry['script_ms_per_s']} ms/s, main thread {entry['main_thread_ms_per_s']} ms/s"
+                      if "script_ms_per_s" in entry else "")
+            rows.append({"what": what + " (p50/p95/p99)",
+                         "value": f"{ms['p50']} / {ms['p95']} / {ms['p99']} ms ({entry['missed']} missed){script}",
+                         "target": target,
+                         "met": (ms["p95"] <= SCREEN_P95_MS[key] and not entry["missed"]) if mode == "push" else None})
+    return rows
+
+
 def render(data: dict) -> str:
     """Return docs/benchmarks.md for one run's JSON."""
     m = data["machine"]
@@ -212,6 +231,12 @@ METHOD = """
   delay). Publish -> stored: a `store.readings(...)` query polled every 5 ms until it returns the probe. Publish ->
   alarm event: arrival of the first event naming the probe chair on `clinic/{site}/alarms/events`. Publish ->
   notification: arrival of apprise's `json://` POST at a local HTTP endpoint. Clocks: one machine, wall time.
+- **Publish -> screen.** The dashboard as a subprocess (`--no-login`, loopback) under the paced 1 Hz load of 48 or
+  2,000 chairs, a real headless Chromium (Playwright) on its overview. A probe chair publishes 40 heart rates
+  (201..249, values no load chair shows), 0.3 s apart after each is seen; the page records with its own clock
+  (the same system clock) when the probe tile's HR numeral shows the value (`requestAnimationFrame` polling).
+  Each size twice in the same run: push (default) and the poll alone (`--no-push`, the fallback). Browser cost:
+  Chrome DevTools `Performance.getMetrics` ScriptDuration and TaskDuration over the probe window, per second.
 - **CPU and memory.** From `/proc/PID/stat` of the ingest subprocess (utime + stime of all its threads, RSS)
   over the steady 2,000-chair window; `cpu_s_per_1000` in the throughput rounds is the same over the drain.
 - **Trend query.** 4 hours of 1 Hz readings (with a cuff reading every 10 min) for 8 chairs written through the

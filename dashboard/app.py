@@ -7,7 +7,7 @@ from typing import Any
 
 from dash import Dash
 
-from dashboard import guards, layouts
+from dashboard import guards, layouts, push
 from dashboard.pages import alarms, chair, login, overview, report, session
 from dashboard.services import Services
 
@@ -42,6 +42,7 @@ def create_app(services: Services) -> Dash:
     report.register(app, services)
     session.register(app, services)
     _install_health(app.server, services)
+    push.install(app.server, services)
     guards.install(app.server, services, ASSETS)
     services.gate.set_script_hashes(list(app.csp_hashes()))
     if services.config.dashboard_trust_proxy:

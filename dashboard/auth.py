@@ -45,6 +45,9 @@ COOKIE_NAME = "infusion_session"
 # Paths that answer without a session: the login itself and static files holding no patient data.
 PUBLIC_EXACT = frozenset({"/login", "/logout", "/_favicon.ico", "/favicon.ico", "/healthz"})
 PUBLIC_PREFIXES = ("/assets/", "/_dash-component-suites/")
+# Paths that answer 401 without a session instead of redirecting to the login page: data for scripts (Dash's
+# callbacks and layout, the CSV export, the overview's push channel), never a page a person opens.
+DATA_PREFIXES = ("/_dash-", "/_reload", "/export", "/_push")
 
 
 class UsersError(ValueError):
@@ -287,7 +290,7 @@ class Gate:
             return None
         item = self.current()
         if item is None:
-            wants_page = request.method == "GET" and not request.path.startswith(("/_dash-", "/_reload", "/export"))
+            wants_page = request.method == "GET" and not request.path.startswith(DATA_PREFIXES)
             if wants_page:
                 return redirect("/login?next=" + quote(request.full_path.rstrip("?"), safe="/?=&"), 302)
             response = jsonify({"error": "login required"})

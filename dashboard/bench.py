@@ -16,10 +16,10 @@ from dashboard.services import Services
 from vitals.settings import Settings
 
 OVERVIEW_CALLBACK = {
-    "output": "..overview-data.data...overview-summary.children..",
-    "outputs": [{"id": "overview-data", "property": "data"}, {"id": "overview-summary", "property": "children"}],
-    "inputs": [{"id": "tick", "property": "n_intervals", "value": 5}],  # a refresh that carries the sparklines
-    "changedPropIds": ["tick.n_intervals"],
+    "output": "overview-data.data",
+    "outputs": {"id": "overview-data", "property": "data"},
+    "inputs": [{"id": "overview-poll-go", "property": "data", "value": 5}],  # a refresh with the sparklines
+    "changedPropIds": ["overview-poll-go.data"],
     "state": [],
 }
 

@@ -68,6 +68,45 @@ class LiveState:
         self.store_down_since: int | None = clock()
         self.store_reason = "not checked yet"
         self.messages = 0
+        # Change notification for the push channel (dashboard/push.py): a sequence number, the sequence at which
+        # each chair last changed, and a condition the streams wait on. Its own lock: waiting never holds _lock.
+        self._changes = threading.Condition(threading.Lock())
+        self._change_seq = 0
+        self._changed_at: dict[tuple[str, str], int] = {}
+        self._closed = False
+
+    def _touch(self, site: str, chair: str) -> None:
+        """Record that a chair's tile may have changed and wake the push streams."""
+        with self._changes:
+            self._change_seq += 1
+            self._changed_at[(site, chair)] = self._change_seq
+            self._changes.notify_all()
+
+    def change_seq(self) -> int:
+        """Return the current change sequence number (a stream's starting point)."""
+        with self._changes:
+            return self._change_seq
+
+    def changes_since(self, seq: int, timeout: float) -> tuple[int, list[tuple[str, str]]]:
+        """Wait up to ``timeout`` s for a chair to change after ``seq``; return (new seq, the chairs changed)."""
+        with self._changes:
+            if self._change_seq == seq and not self._closed and timeout > 0:
+                self._changes.wait(timeout)
+            latest = self._change_seq
+            if latest == seq:
+                return seq, []
+            return latest, [key for key, at in self._changed_at.items() if at > seq]
+
+    @property
+    def closed(self) -> bool:
+        """Return whether the dashboard is stopping (push streams end)."""
+        return self._closed
+
+    def close(self) -> None:
+        """Wake and end every push stream (the dashboard is stopping)."""
+        with self._changes:
+            self._closed = True
+            self._changes.notify_all()
 
     def _chair(self, site: str, chair: str) -> ChairState:
         key = (site, chair)
@@ -91,6 +130,7 @@ class LiveState:
             state = self._chair(site, chair)
             for reading in validated.readings:
                 state.apply_reading(reading, arrived)
+        self._touch(site, chair)
         return len(validated.readings)
 
     def apply_session(self, site: str, chair: str, payload: bytes) -> None:
@@ -98,6 +138,7 @@ class LiveState:
         session = Session.from_payload(site, chair, payload) if payload.strip() else None
         with self._lock:
             self._chair(site, chair).session = session
+        self._touch(site, chair)
 
     def apply_status(self, site: str, chair: str, payload: bytes) -> None:
         """Take a retained device status payload (empty clears it)."""
@@ -106,6 +147,7 @@ class LiveState:
             state = self._chair(site, chair)
             state.status = status
             state.status_ms = self.clock()
+        self._touch(site, chair)
 
     def apply_alarms(self, site: str, chair: str, payload: bytes) -> None:
         """Take a retained active-alarms payload; an unreadable one is flagged on the tile, never dropped quietly."""
@@ -127,6 +169,7 @@ class LiveState:
             if error is None or alarms:
                 state.alarms = tuple(alarms)
             state.alarms_error = error
+        self._touch(site, chair)
         if error:
             log.warning("chair %s/%s: %s", site, chair, error)
 
@@ -153,6 +196,7 @@ class LiveState:
         """Take stored latest values for a chair (from the store at start-up)."""
         with self._lock:
             self._chair(site, chair).seed(values)
+        self._touch(site, chair)
 
     def backfill(self, site: str, chair: str, points: list[tuple[int, float | None, float | None]]) -> None:
         """Add stored (ts, hr, spo2) points to a chair's sparkline, once."""
@@ -209,6 +253,13 @@ class LiveState:
             states = [self._chairs[key] for key in sorted(self._chairs) if in_scope(key[0], site)]
             return [tile_view(s, at, no_data_ms=self.no_data_ms, cuff_interval_ms=self.cuff_interval_ms,
                               audio_pause_ms=self.audio_pause_ms, with_spark=with_spark) for s in states]
+
+    def tiles_of(self, keys: list[tuple[str, str]], now: int) -> list[TileView]:
+        """Return the tile views of the given known chairs (unknown keys are skipped)."""
+        with self._lock:
+            states = [self._chairs[key] for key in keys if key in self._chairs]
+            return [tile_view(s, now, no_data_ms=self.no_data_ms, cuff_interval_ms=self.cuff_interval_ms,
+                              audio_pause_ms=self.audio_pause_ms, with_spark=False) for s in states]
 
     def spark_points(self, site: str, chair: str, now: int | None = None) -> tuple[list, list]:
         """Return a chair's sparkline (HR, SpO2) points."""

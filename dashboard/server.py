@@ -86,6 +86,7 @@ class RunningDashboard:
         from waitress import wasyncore
 
         http = self.http
+        self.services.state.close()  # push streams end, giving their worker threads back for the shutdown
         # Worker threads first: each one ends its request by waking the loop through the trigger pipe, so the
         # pipe must still be open (closing it first made a finishing request log EBADF, 1 CI run in ~10).
         http.task_dispatcher.shutdown(timeout=5)

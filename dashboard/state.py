@@ -192,6 +192,7 @@ class Numeric:
     unit: str
     stale: bool
     age: str
+    stale_at: int | None = None  # epoch ms (server clock) when this value turns stale; None when it has no value
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +219,7 @@ class TileView:
     sounding: bool
     hr_points: tuple[tuple[int, float], ...]
     spo2_points: tuple[tuple[int, float], ...]
+    live_until: int | None = None  # epoch ms (server clock) when a live tile turns NO DATA unless a value comes
 
 
 LABELS = {"hr": ("HR", "/min"), "spo2": ("SpO\u2082", "%"), "rr": ("RR", "/min")}
@@ -237,7 +239,8 @@ def tile_view(state: ChairState, now_ms: int, *, no_data_ms: int = NO_DATA_MS, c
         age = value_age_ms(item[0], item[2], now_ms)
         newest_age = age if newest_age is None else min(newest_age, age)
         stale = age > no_data_ms
-        numerics.append(Numeric(name, label, format_number(item[1]), unit, stale, format_age(age)))
+        numerics.append(Numeric(name, label, format_number(item[1]), unit, stale, format_age(age),
+                                min(item[0], item[2]) + no_data_ms))
     offline = state.status == "offline"
     if offline:
         mode = "offline"
@@ -247,7 +250,7 @@ def tile_view(state: ChairState, now_ms: int, *, no_data_ms: int = NO_DATA_MS, c
         mode = "live"
     if mode != "live":
         # Never a current-looking number on a silent chair: every numeric is marked stale.
-        numerics = [Numeric(n.vital, n.label, n.text, n.unit, True, n.age) for n in numerics]
+        numerics = [Numeric(n.vital, n.label, n.text, n.unit, True, n.age, n.stale_at) for n in numerics]
 
     cuff_text, cuff_age, overdue = "--/--", "no cuff reading", False
     if state.cuff is not None:
@@ -305,6 +308,7 @@ def tile_view(state: ChairState, now_ms: int, *, no_data_ms: int = NO_DATA_MS, c
         sounding=any(sounding(a, now_ms, audio_pause_ms) for a in alarms),
         hr_points=hr_points,
         spo2_points=spo2_points,
+        live_until=now_ms - newest_age + no_data_ms if mode == "live" and newest_age is not None else None,
     )
 
 

@@ -115,7 +115,10 @@ class Settings(BaseSettings):
     dashboard_refresh_ms: int = Field(1000, description="how often a dashboard page refreshes its live values")
     dashboard_sessions_file: Path | None = Field(
         None, description="dashboard login sessions file shared by its processes (default <data_dir>/dashboard-sessions.db)")
-    dashboard_threads: int = Field(8, ge=1, description="dashboard web server worker threads")
+    dashboard_no_push: bool = Field(False, description="no push channel: the overview polls every dashboard_refresh_ms "
+                                    "(the fallback it uses anyway while the push channel is not delivering)")
+    dashboard_threads: int = Field(32, ge=1, description="dashboard web server worker threads; an overview screen's "
+                                   "push channel holds one, 4 are kept for requests (docs/dashboard.md)")
     dashboard_idle_timeout_s: float = Field(30.0, gt=0, description="the dashboard closes a connection idle this long")
     dashboard_max_request_kb: int = Field(1024, gt=0, description="largest request body the dashboard takes, KiB "
                                           "(callbacks, forms); larger ones get 413")

@@ -98,12 +98,38 @@
     var record = el("div", "tile-record", tile);
     var spark = el("img", "spark", tile);
     spark.alt = "last 15 minutes of HR and SpO2";
-    return { link: link, tile: tile, chair: chair, badge: badge, alarm: alarm, alarmKey: null, nums: numParts,
-             cuffValue: cuffValue, cuffAge: cuffAge, session: session, sessionText: sessionText, elapsed: elapsed,
-             record: record, spark: spark };
+    var p = { link: link, tile: tile, chair: chair, badge: badge, alarm: alarm, alarmKey: null, nums: numParts,
+              cuffValue: cuffValue, cuffAge: cuffAge, session: session, sessionText: sessionText, elapsed: elapsed,
+              record: record, spark: spark, visible: !observer, sparkWanted: null, sparkShown: null };
+    link.__tile = p;
+    if (observer) { observer.observe(link); }
+    return p;
   }
 
-  function updateTile(p, t) {
+  // Sparklines (SVG images) are set only on tiles on or near the screen: at 2,000 chairs, decoding every
+  // tile's new image each 5 s kept the page's main thread busy. A tile scrolled into view gets its latest one.
+  var observer = window.IntersectionObserver ? new IntersectionObserver(function (entries) {
+    entries.forEach(function (entry) {
+      var p = entry.target.__tile;
+      if (!p) { return; }
+      p.visible = entry.isIntersecting;
+      showSpark(p);
+    });
+  }, { rootMargin: "300px" }) : null;
+
+  function showSpark(p) {
+    if (p.visible && p.sparkWanted && p.sparkWanted !== p.sparkShown) {
+      p.spark.setAttribute("src", p.sparkWanted);
+      p.sparkShown = p.sparkWanted;
+    }
+  }
+
+  function updateTile(p, t, toLocal) {
+    p.t = t;
+    // Deadlines on this browser's clock: the server's, shifted by (arrival here - server's "now").
+    p.cls = t.cls;
+    p.liveUntil = t.liveUntil == null ? null : toLocal(t.liveUntil);
+    p.staleAt = t.nums.map(function (n) { return n[6] == null ? null : toLocal(n[6]); });
     setAttr(p.link, "href", t.href);
     setClass(p.tile, t.cls);
     setAttr(p.tile, "data-chair", t.chair);
@@ -154,40 +180,159 @@
     setText(p.elapsed, t.session[1]);
     setText(p.record, t.record ? t.record[0] : "");
     setClass(p.record, "tile-record " + (t.record ? t.record[1] : "rec-tile-empty"));
-    if (t.spark && p.spark.getAttribute("src") !== t.spark) { p.spark.setAttribute("src", t.spark); }
+    if (t.spark) { p.sparkWanted = t.spark; }
+    showSpark(p);
   }
 
-  function renderOverview(data) {
+  function renderSummary(s) {
+    var box = document.getElementById("overview-summary");
+    if (!box || !s) { return; }
+    var key = s.join("|");
+    if (box.getAttribute("data-key") === key) { return; }
+    box.setAttribute("data-key", key);
+    box.textContent = "";
+    setText(el("span", "sum-item", box), s[0] + " chairs");
+    setText(el("span", "sum-item", box), s[1] + " live");
+    setText(el("span", "sum-item" + (s[2] ? " sum-warn" : ""), box), s[2] + " not live");
+    setText(el("span", "sum-item" + (s[3] ? " sum-alarm" : ""), box), s[3] + " with alarms");
+  }
+
+  // The server clock of the newest data shown: a poll answer older than a pushed event never undoes it.
+  var lastNow = 0;
+  var noDataMs = 15000;
+
+  function renderOverview(data, fromPush) {
     var grid = document.getElementById("overview-grid");
     if (!grid || !data) { return window.dash_clientside.no_update; }
     var box = grid.querySelector(":scope > .tiles");
+    // A change event needs the tiles it changes: before the page's first data is drawn, it waits for that.
+    if (data.full === false && !box) { return window.dash_clientside.no_update; }
+    if (box && data.now < lastNow) { return window.dash_clientside.no_update; }
     if (!box) {
       box = el("div", "tiles", grid);
       tiles = {};
     }
+    lastNow = data.now || lastNow;
+    noDataMs = data.noDataMs || noDataMs;
+    var received = Date.now();
+    var toLocal = function (ms) { return ms - data.now + received; };
+    renderSummary(data.summary);
     setClass(box, "tiles " + data.density);
+    if (data.full === false) {  // a pushed event with the tiles that changed
+      // Each tile as its id and the fields that changed: merged over what it showed.
+      data.tiles.forEach(function (t) {
+        var p = tiles[t.id];
+        if (p) { updateTile(p, Object.assign({}, p.t, t), toLocal); }
+      });
+      return String(Object.keys(tiles).length);
+    }
+    if (!fromPush) {
+      openPush();
+      if (pushing) { setPoll(false); }  // the page came back to the overview while its stream ran on
+    }
     var keep = {};
     var previous = null;
     data.tiles.forEach(function (t) {
       var p = tiles[t.id];
       if (!p || !box.contains(p.link)) { p = tiles[t.id] = buildTile(t); }
-      updateTile(p, t);
+      updateTile(p, t, toLocal);
       keep[t.id] = true;
       var wanted = previous ? previous.nextSibling : box.firstChild;
       if (wanted !== p.link) { box.insertBefore(p.link, wanted); }
       previous = p.link;
     });
     Object.keys(tiles).forEach(function (id) {
-      if (!keep[id]) { tiles[id].link.remove(); delete tiles[id]; }
+      if (!keep[id]) {
+        if (observer) { observer.unobserve(tiles[id].link); }
+        tiles[id].link.remove();
+        delete tiles[id];
+      }
     });
     var empty = document.getElementById("overview-empty");
     if (empty) { empty.style.display = data.tiles.length ? "none" : "block"; }
     return String(data.tiles.length);
   }
 
+  // ---- Deadlines kept by the browser itself: a value turns grey, and a live tile turns NO DATA, when its
+  // server-given deadline passes without an update, even if no push or poll arrives any more (duty of care:
+  // never a stale value shown as current). The server does the same on its next event.
+  function ageText(ms) {
+    var s = Math.max(0, Math.floor(ms / 1000));
+    if (s < 60) { return s + " s ago"; }
+    if (s < 3600) { return Math.floor(s / 60) + " min ago"; }
+    return Math.floor(s / 3600) + " h ago";
+  }
+
+  function expireTiles() {
+    var now = Date.now();
+    Object.keys(tiles).forEach(function (id) {
+      var p = tiles[id];
+      var newest = null;
+      (p.staleAt || []).forEach(function (at, i) {
+        if (at === null || now <= at) { return; }
+        var q = p.nums[i];
+        if (q && q.box.className.indexOf(" stale") === -1) { q.box.className = q.box.className.replace(" big", " stale big"); }
+        if (q) { setText(q.age, ageText(now - at + noDataMs)); }
+      });
+      if (p.liveUntil === null || p.liveUntil === undefined || now <= p.liveUntil) { return; }
+      newest = now - p.liveUntil + noDataMs;
+      setClass(p.tile, p.cls.replace("mode-live", "mode-nodata"));
+      setAttr(p.tile, "data-mode", "nodata");
+      p.badgeKey = "expired here";  // the next event from the server draws its own badge again
+      p.badge.className = "badge badge-nodata";
+      p.badge.textContent = "NO DATA";
+      setText(el("small", "", p.badge), " · last " + ageText(newest));
+      p.nums.forEach(function (q) {
+        if (q.box.className.indexOf(" stale") === -1) { q.box.className = q.box.className.replace(" big", " stale big"); }
+      });
+    });
+  }
+  setInterval(expireTiles, 250);
+
+  // ---- Push: the server sends the tiles as they change (dashboard/push.py, server-sent events). While it
+  // delivers, the overview's one-second poll is off; when it breaks or is refused, the poll is on again.
+  var stream = null;
+  var pushing = false;
+  var pushRetryAt = 0;
+
+  function setPoll(enabled) {
+    document.body.setAttribute("data-updates", enabled ? "poll" : "push");  // which path delivers (tests, support)
+  }
+
+  function closePush() {
+    if (stream) { stream.close(); stream = null; }
+    pushing = false;
+  }
+
+  function openPush() {
+    var overview = document.getElementById("overview");
+    var url = overview && overview.getAttribute("data-push");
+    if (!url || stream || !window.EventSource || Date.now() < pushRetryAt || sessionEndedAt) { return; }
+    stream = new EventSource(url);
+    stream.addEventListener("tiles", function (ev) {
+      lastOk = Date.now();
+      var data;
+      try { data = JSON.parse(ev.data); } catch (e) { return; }
+      if (!pushing) { pushing = true; setPoll(false); }
+      renderOverview(data, true);
+    });
+    stream.addEventListener("ended", function () {
+      closePush();
+      setPoll(true);  // its answer (401) shows the signed-out note, as for every callback
+    });
+    stream.onerror = function () {
+      if (pushing) { pushing = false; setPoll(true); }
+      // CLOSED: refused (no login, all push streams taken, push off): poll, and try again later.
+      // Otherwise the browser reconnects by itself after the server's retry delay.
+      if (stream && stream.readyState === 2) { stream = null; pushRetryAt = Date.now() + 30000; }
+    };
+  }
+
   window.dash_clientside = Object.assign({}, window.dash_clientside, {
     vitals: {
       renderOverview: renderOverview,
+      // The overview's fallback poll goes to the server only while the push channel is not delivering.
+      pollGate: function (n) { return pushing ? window.dash_clientside.no_update : n; },
       toggleSound: function (clicks, enabled) {
         var next = !enabled;
         if (next) { context(); }
@@ -246,6 +391,7 @@
   }
 
   setInterval(function () {
+    if (stream && !document.getElementById("overview")) { closePush(); }  // left the overview
     var ended = sessionEndedAt > 0;
     var lost = !ended && Date.now() - lastOk > SERVER_LOST_MS;
     document.body.classList.toggle("server-lost", lost);

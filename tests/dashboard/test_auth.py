@@ -73,7 +73,7 @@ def test_every_route_refuses_without_a_session(client) -> None:  # type: ignore[
                 assert set(response.get_json()) == {"healthy", "mqtt_connected", "store_ok"}
                 continue
             body = response.get_data(as_text=True)
-            if method == "GET" and not path.startswith(("/_dash-", "/_reload", "/export")):
+            if method == "GET" and not path.startswith(("/_dash-", "/_reload", "/export", "/_push")):
                 assert response.status_code == 302, (method, path, response.status_code)
                 assert response.headers["Location"].startswith("/login?next=")
             else:
