@@ -18,7 +18,9 @@ from vitals.reading import (
     REFUSAL_CODES,
     VITALS,
     Validated,
+    fast_readings,
     validate_payload,
+    validate_payload_fully,
 )
 from vitals.topics import CHAIR_KINDS, ID_PATTERN, TopicError, Topics, check_id
 
@@ -119,6 +121,25 @@ def check_outcome(out: Validated, now_ms: int = NOW_MS) -> None:
 @given(payloads)
 def test_validate_payload_never_raises_and_keeps_the_contract(payload: bytes) -> None:
     check_outcome(validate_payload("site-1", "chair-1", payload, NOW_MS))
+
+
+@fuzz(3000)
+@given(payloads | st.lists(valid_reading(), min_size=1, max_size=8).map(lambda lst: json.dumps(lst).encode()))
+def test_the_fast_path_accepts_only_what_the_full_validation_accepts_unchanged(payload: bytes) -> None:
+    fast = fast_readings("site-1", "chair-1", payload, NOW_MS)
+    if fast is None:
+        return  # declined: validate_payload words the refusals with the full validation
+    full = validate_payload_fully("site-1", "chair-1", payload, NOW_MS)
+    assert not full.refusals and full.readings == fast
+    assert [tuple(map(type, r.values().values())) for r in fast] == [
+        tuple(map(type, r.values().values())) for r in full.readings]
+
+
+@fuzz(300)
+@given(st.lists(valid_reading(), min_size=1, max_size=50))
+def test_contract_readings_take_the_fast_path(items: list[dict[str, Any]]) -> None:
+    body = json.dumps(items[0] if len(items) == 1 else items).encode()
+    assert fast_readings("s", "c", body, NOW_MS) == validate_payload_fully("s", "c", body, NOW_MS).readings
 
 
 @fuzz(1000)
