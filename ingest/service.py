@@ -69,8 +69,10 @@ class IngestService:
             max_items=settings.batch_max_readings, max_delay_s=settings.batch_max_delay_ms / 1000,
         )
         group = settings.shared_group
+        sites = settings.site_list()
         self.client_id = settings.mqtt_client_id or (
-            f"infusion-ingest-{group}-{socket.gethostname()}" if group else f"infusion-ingest-{settings.site or 'all'}"
+            f"infusion-ingest-{group}-{socket.gethostname()}" if group
+            else f"infusion-ingest-{'+'.join(sites)[:64] if sites else 'all'}"
         )
         self.client, self.target = make_client(
             settings.mqtt_url, self.client_id, protocol=settings.mqtt_protocol, manual_ack=True, persistent=True,
@@ -166,13 +168,14 @@ class IngestService:
     # -- MQTT callbacks (thin: decode, dispatch; one failing handler never stops the loop) ----------------
 
     def _subscriptions(self) -> list[tuple[str, int]]:
-        site = self.settings.site
-        vitals_filter = self.topics.chair_filter("vitals", site)
-        if self.settings.shared_group:
-            vitals_filter = f"$share/{self.settings.shared_group}/{vitals_filter}"
-        subs = [(vitals_filter, 1)]
-        if self.alarms is not None or not self.settings.shared_group:
-            subs += [(self.topics.chair_filter(kind, site), 1) for kind in ("session", "status", "ack", "limits")]
+        subs = []
+        for site in self.settings.site_list() or [None]:
+            vitals_filter = self.topics.chair_filter("vitals", site)
+            if self.settings.shared_group:
+                vitals_filter = f"$share/{self.settings.shared_group}/{vitals_filter}"
+            subs.append((vitals_filter, 1))
+            if self.alarms is not None or not self.settings.shared_group:
+                subs += [(self.topics.chair_filter(kind, site), 1) for kind in ("session", "status", "ack", "limits")]
         return subs
 
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any = None) -> None:
