@@ -55,6 +55,14 @@ def summary(results: dict) -> list[dict[str, Any]]:
                      "target": ">= 50 %", "met": None if frac is None else frac >= 0.5})
         rows.append({"what": f"{backend}: multiple of the naive ingest", "value": f"{mult}x" if mult is not None else "n/a",
                      "target": ">= 10x", "met": None if mult is None else mult >= 10})
+        arrays = entry.get("arrays") or {}
+        if arrays.get("rate"):
+            rows.append({"what": f"{backend}: arrays of {arrays['readings_per_message']} readings per message",
+                         "value": f"{arrays['rate']} readings/s ({arrays['messages_per_s']} messages/s)",
+                         "target": "", "met": None})
+        elif "arrays_error" in entry:
+            rows.append({"what": f"{backend}: arrays of readings per message", "value":
+                         f"error: {short(entry['arrays_error'])}", "target": "", "met": None})
     lat = results.get("latency") or {}
     for key, entry in sorted(lat.items(), key=lambda kv: (kv[1].get("chairs", 0) if isinstance(kv[1], dict) else 0, kv[0])):
         if not isinstance(entry, dict) or "error" in entry:
@@ -117,19 +125,21 @@ def summary(results: dict) -> list[dict[str, Any]]:
                      "value": f"{ov['ms']['p50']} / {ov['ms']['p95']} ms" if "ms" in ov else why,
                      "target": "<= 50 ms", "met": None if "ms" not in ov else ov["ms"]["p95"] <= 50})
     so = results.get("scaleout") or {}
-    for name in ("shared_subscription", "site_partition"):
+    for name in ("workers_2", "shared_subscription", "site_partition"):
         entry = so.get(name)
+        label = "ingest --workers 2" if name == "workers_2" else f"two replicas, {name.replace('_', ' ')}"
         if not entry:
             continue
         if "error" in entry:
-            rows.append({"what": f"scale-out, two replicas, {name}", "value": f"error: {short(entry['error'])}",
+            rows.append({"what": f"scale-out, {label}", "value": f"error: {short(entry['error'])}",
                          "target": "", "met": None})
             continue
         extra = ""
         if "alarms_raised_once" in entry:
             extra = f", alarms raised once: {entry['alarms_raised_once']}/{entry['alarm_probes']}"
-        rows.append({"what": f"scale-out, two replicas, {name.replace('_', ' ')}",
-                     "value": f"{entry['rate']} readings/s ({entry.get('speedup_vs_one', 'n/a')}x one replica), "
+        frac = f", {entry['fraction_of_limit']:.0%} of the limit" if entry.get("fraction_of_limit") else ""
+        rows.append({"what": f"scale-out, {label}",
+                     "value": f"{entry['rate']} readings/s ({entry.get('speedup_vs_one', 'n/a')}x one replica{frac}), "
                               f"stored exactly once: {entry['written_once']}{extra}", "target": "", "met": None})
     return rows
 
