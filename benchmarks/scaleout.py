@@ -20,7 +20,7 @@ from typing import Any
 from benchmarks.harness import Context, open_bench_store
 from benchmarks.latency import PROBE_SYS, TimedCollector
 from benchmarks.load import precreate_session, publish_backlog
-from benchmarks.throughput import alarms_available, drain_with_ingest
+from benchmarks.throughput import _stored, alarms_available, drain_with_ingest
 from tests.servers import MqttCollector
 from vitals.topics import Topics
 
@@ -100,6 +100,7 @@ def workers(ctx: Context, backend: str) -> dict:
                                replicas=[("--sites", ",".join(sites), "--workers", "2", "--client-id", cid)])
     procs = result.pop("procs")
     try:
+        result["stored_per_worker"] = [_stored(procs[0], 1, offset=i) for i in range(2)]
         store = open_bench_store(url)
         try:
             result["counted_in_store"] = sum(store.count_readings(site) for site in sites)

@@ -82,9 +82,9 @@ def _pids(pid: int) -> list[int]:
     return [pid, *(int(c) for c in children)]
 
 
-def _stored(proc: Any, workers: int) -> float:
+def _stored(proc: Any, workers: int, offset: int = 0) -> float:
     """Return the readings stored by an ingest process (summed over its workers' metrics ports)."""
-    return sum(metric(SimpleNamespace(http_port=proc.http_port + i, proc=proc.proc, log=proc.log),  # type: ignore[arg-type]
+    return sum(metric(SimpleNamespace(http_port=proc.http_port + offset + i, proc=proc.proc, log=proc.log),  # type: ignore[arg-type]
                       "ingest_readings_stored", 0.0) for i in range(workers))
 
 
