@@ -194,7 +194,8 @@ METHOD = """
   undisturbed by publishers. Each round runs twice and the faster counts (`rates_seen` lists both): the machine
   is shared, and noise only ever slows a round. References, same run: a bare paho-mqtt 2 subscriber (v5, QoS 1,
   automatic PUBACK) that only counts; a naive ingest writing each reading with its own HTTP `/write` request on a
-  kept-alive connection (InfluxDB), or its own INSERT + commit in WAL mode (SQLite).
+  kept-alive connection (InfluxDB), or its own INSERT + commit in WAL mode (SQLite). Arrays: the same drain with
+  a gateway's messages of 50 readings each (a tenth of the chairs, ten times the readings each).
 - **Latency.** A paced publisher sends every chair once a second (ts = now), spread evenly over the second. Every
   0.1 s a probe reading for a fresh chair carries sys 185 mmHg (the shipped rule `sys >= 180`, high priority, no
   delay). Publish -> stored: a `store.readings(...)` query polled every 5 ms until it returns the probe. Publish ->
@@ -204,9 +205,13 @@ METHOD = """
   over the steady 2,000-chair window; `cpu_s_per_1000` in the throughput rounds is the same over the drain.
 - **Trend query.** 4 hours of 1 Hz readings (with a cuff reading every 10 min) for 8 chairs written through the
   store; then `store.series(site, chair, now-4h, now, max_points=2000)` for one chair, 20 times, cold call apart.
-- **Scale-out.** The same backlog drained by two replicas: a shared-subscription group (`--shared-group`, storage
-  only) or a site partition (`--site` each, half the chairs per site, alarms on). Stored exactly once = store
-  count equals the backlog and the replicas' written counters sum to it.
+- **Scale-out.** The same backlog drained by `ingest --workers 2 --sites a,b` (one command, two worker processes,
+  alarms on), or by two replicas: a shared-subscription group (`--shared-group`, storage only) or a site
+  partition (`--site` each, half the chairs per site, alarms on). Stored exactly once = store count equals the
+  backlog and the replicas' written counters sum to it; then one alarm probe per chair must be raised once.
+  Fraction of the limit: against the broker-only limit of the throughput round of the same run.
+- **Own code per message** (`python -m benchmarks.ownpath [TREE ...]`, not part of the run): the ingest's handling
+  of 20,000 one-reading messages in process, CPU time, store write subtracted; trees alternated for old vs new.
 """
 
 
