@@ -4,6 +4,11 @@ Delivery: QoS 1 on a persistent session (stable client id, session expiry), manu
 after a message's readings are durable (in the store, or the local spool), so a crash loses nothing: the
 broker redelivers what was not acknowledged, and the store's idempotent keys make the re-write harmless.
 
+Threads: paho's network thread only queues what it receives; ``ingest-process`` takes the queue in chunks and
+makes one pass per message (topic, budget, validation; readings into one list), then hands each chunk's
+readings to the alarm engine and the writer together; ``ingest-writer`` batches, writes, checkpoints the
+alarm state and releases the chunk's PUBACKs in one packet. New chair topics plug in through ``_handlers``.
+
 Python API (used by ``infusion-monitor ingest`` and by the demo)::
 
     service = IngestService(load_settings(...))
@@ -161,7 +166,7 @@ class IngestService:
             "mqtt_connected": connected,
             "store_ok": self.writer.store_ok,
             "spool_items": self.spool.items,
-            "pending_messages": self.writer.pending,
+            "pending_messages": self.writer.pending + self._inbox.qsize(),
             "client_id": self.client_id,
         }
 
