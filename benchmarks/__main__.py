@@ -40,7 +40,9 @@ def run(quick: bool = False, only: list[str] | None = None, results_path: Path |
                 elif name == "queries":
                     results[name] = queries.run(ctx)
                 elif name == "scaleout":
-                    results[name] = scaleout.run(ctx, (results.get("throughput") or {}).get("influxdb", {}).get("ours"))
+                    thr = results.get("throughput") or {}
+                    results[name] = scaleout.run(ctx, thr.get("influxdb", {}).get("ours"),
+                                                 (thr.get("broker_limit") or {}).get("rate"))
                 elif name == "dashboard_browser":
                     results[name] = browser.run(ctx)
                 elif name == "replay":

@@ -34,11 +34,16 @@ def chair_id(i: int) -> str:
     return f"c{i:04d}"
 
 
-def payload(ts_ms: int, seq: int, chair_index: int) -> bytes:
-    """Return one ordinary reading (no alarm limit crossed) as a contract payload."""
-    return json.dumps({
-        "ts": ts_ms, "seq": seq, "hr": 60 + (seq + chair_index) % 30, "spo2": 97, "rr": 14,
-    }).encode()
+def reading(ts_ms: int, seq: int, chair_index: int) -> dict:
+    """Return one ordinary reading (no alarm limit crossed) as a contract object."""
+    return {"ts": ts_ms, "seq": seq, "hr": 60 + (seq + chair_index) % 30, "spo2": 97, "rr": 14}
+
+
+def payload(ts_ms: int, seq: int, chair_index: int, count: int = 1) -> bytes:
+    """Return one reading, or an array of ``count`` readings a second apart (a gateway's batch), as a payload."""
+    if count == 1:
+        return json.dumps(reading(ts_ms, seq, chair_index)).encode()
+    return json.dumps([reading(ts_ms + j * 1000, seq + j, chair_index) for j in range(count)]).encode()
 
 
 def _connected_publisher(url: str, client_id: str) -> paho.Client:
@@ -66,18 +71,20 @@ class _Acks:
             self.done.set()
 
 
-def backlog(url: str, prefix: str, site: str, chairs: list[int], per_chair: int, start_ts: int) -> tuple[bool, int, float]:
-    """Publish ``per_chair`` readings for each chair at QoS 1; return (all acknowledged, PUBACKs, seconds)."""
+def backlog(url: str, prefix: str, site: str, chairs: list[int], per_chair: int, start_ts: int,
+            per_message: int = 1) -> tuple[bool, int, float]:
+    """Publish ``per_chair`` readings for each chair at QoS 1 (``per_message`` in each message: a divisor of it);
+    return (all acknowledged, PUBACKs, seconds)."""
     topics = Topics(prefix)
     client = _connected_publisher(url, "")
     acks = _Acks()
     client.on_publish = acks.on_publish
     names = [(i, topics.vitals(site, chair_id(i))) for i in chairs]
-    acks.expect = len(names) * per_chair
+    acks.expect = len(names) * (per_chair // per_message)
     started = time.monotonic()
-    for k in range(per_chair):
+    for k in range(0, per_chair, per_message):
         for i, topic in names:
-            client.publish(topic, payload(start_ts + k * 1000, k, i), qos=1)
+            client.publish(topic, payload(start_ts + k * 1000, k, i, per_message), qos=1)
     ok = acks.done.wait(300) if acks.expect else True
     elapsed = time.monotonic() - started
     client.disconnect()
@@ -99,20 +106,20 @@ def _result(proc: subprocess.Popen, timeout: float) -> dict:
 
 
 def publish_backlog(url: str, site: str, chairs: int, per_chair: int, start_ts: int, *, procs: int = 2,
-                    prefix: str = "clinic", first_chair: int = 0) -> dict[str, float]:
+                    prefix: str = "clinic", first_chair: int = 0, per_message: int = 1) -> dict[str, float]:
     """Publish ``chairs * per_chair`` readings at QoS 1 from ``procs`` processes; return when all are acknowledged."""
     started = time.monotonic()
     workers = [
         _spawn(["backlog", "--mqtt-url", url, "--prefix", prefix, "--site", site, "--first-chair", str(first_chair + p),
                 "--chairs", str(len(range(first_chair + p, first_chair + chairs, procs))), "--step", str(procs),
-                "--per-chair", str(per_chair), "--start-ts", str(start_ts)])
+                "--per-chair", str(per_chair), "--start-ts", str(start_ts), "--per-message", str(per_message)])
         for p in range(procs)
     ]
     results = [_result(w, 600) for w in workers]
     elapsed = time.monotonic() - started
     total = sum(r["acked"] for r in results)
     if not all(r["ok"] for r in results):
-        raise RuntimeError(f"publishers got only {total} of {chairs * per_chair} PUBACKs")
+        raise RuntimeError(f"publishers got only {total} of {chairs * per_chair // per_message} PUBACKs")
     return {"messages": total, "seconds": elapsed, "rate": total / max(elapsed, 1e-9)}
 
 
@@ -182,12 +189,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--step", type=int, default=1)
     parser.add_argument("--per-chair", type=int, default=1)
     parser.add_argument("--start-ts", type=int, default=0)
+    parser.add_argument("--per-message", type=int, default=1)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--rate-hz", type=float, default=1.0)
     args = parser.parse_args(argv)
     if args.mode == "backlog":
         chairs = [args.first_chair + k * args.step for k in range(args.chairs)]
-        ok, acked, elapsed = backlog(args.mqtt_url, args.prefix, args.site, chairs, args.per_chair, args.start_ts)
+        ok, acked, elapsed = backlog(args.mqtt_url, args.prefix, args.site, chairs, args.per_chair, args.start_ts,
+                                     args.per_message)
         print(json.dumps({"ok": ok, "acked": acked, "seconds": elapsed}), flush=True)
     else:
         sent = run_paced(args.mqtt_url, args.site, args.chairs, args.duration, prefix=args.prefix, rate_hz=args.rate_hz)

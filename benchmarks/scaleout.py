@@ -20,7 +20,7 @@ from typing import Any
 from benchmarks.harness import Context, open_bench_store
 from benchmarks.latency import PROBE_SYS, TimedCollector
 from benchmarks.load import precreate_session, publish_backlog
-from benchmarks.throughput import alarms_available, drain_with_ingest
+from benchmarks.throughput import _stored, alarms_available, drain_with_ingest
 from tests.servers import MqttCollector
 from vitals.topics import Topics
 
@@ -84,6 +84,38 @@ def partitioned(ctx: Context, backend: str) -> dict:
     return result
 
 
+def workers(ctx: Context, backend: str) -> dict:
+    """One ``ingest --workers 2 --sites a,b`` (each worker its site, alarm engine on), then one alarm per probe chair."""
+    assert ctx.mosquitto is not None
+    sites = [ctx.unique("wrk"), ctx.unique("wrk")]
+    half = ctx.sizes.chairs // 2
+    n = 2 * half * ctx.sizes.backlog_per_chair
+    cid = ctx.unique("bench-workers-")
+    for i, site in enumerate(sites):  # site i goes to worker i (ingest/workers.py), client id <id>-w<i>of2
+        precreate_session(ctx.mosquitto.url, f"{cid}-w{i}of2", [f"clinic/{site}/chair/+/vitals"])
+        publish_backlog(ctx.mosquitto.url, site, half, ctx.sizes.backlog_per_chair,
+                        int(time.time() * 1000) - 7_200_000, procs=ctx.sizes.publisher_procs)
+    url = ctx.store_url(backend, f"bench_{sites[0]}")
+    result = drain_with_ingest(ctx, backend, sites[0], n, store_url=url, keep=True, workers=2,
+                               replicas=[("--sites", ",".join(sites), "--workers", "2", "--client-id", cid)])
+    procs = result.pop("procs")
+    try:
+        result["stored_per_worker"] = [_stored(procs[0], 1, offset=i) for i in range(2)]
+        store = open_bench_store(url)
+        try:
+            result["counted_in_store"] = sum(store.count_readings(site) for site in sites)
+        finally:
+            store.close()
+        result["written_once"] = sum(result["stored_per_replica"]) == n and result["counted_in_store"] == n
+        if alarms_available():
+            result.update(_alarm_check(ctx, sites, Topics()))
+    finally:
+        for p in procs:
+            p.stop()
+            ctx.started.remove(p)
+    return result
+
+
 def _alarm_check(ctx: Context, sites: list[str], topics: Topics) -> dict[str, Any]:
     """Raise one sys-high alarm on each of ALARM_PROBES chairs per site; count raise events per chair."""
     assert ctx.mosquitto is not None
@@ -119,16 +151,20 @@ def _alarm_check(ctx: Context, sites: list[str], topics: Topics) -> dict[str, An
         pub.close()
 
 
-def run(ctx: Context, one_replica: dict | None = None) -> dict:
-    """Compare one replica (from the throughput round) with two, both ways, on InfluxDB."""
+def run(ctx: Context, one_replica: dict | None = None, limit: float | None = None) -> dict:
+    """Compare one replica (from the throughput round) with two, three ways, on InfluxDB."""
     out: dict[str, Any] = {"backend": "influxdb"}
     if one_replica and "rate" in one_replica:
         out["one_replica_rate"] = one_replica["rate"]
-    for name, fn in (("shared_subscription", shared), ("site_partition", partitioned)):
+    if limit:
+        out["broker_limit"] = limit
+    for name, fn in (("workers_2", workers), ("shared_subscription", shared), ("site_partition", partitioned)):
         try:
             out[name] = fn(ctx, "influxdb")
             if out.get("one_replica_rate") and out[name].get("rate"):
                 out[name]["speedup_vs_one"] = round(out[name]["rate"] / out["one_replica_rate"], 2)
+            if limit and out[name].get("rate"):
+                out[name]["fraction_of_limit"] = round(out[name]["rate"] / limit, 3)
         except Exception as exc:
             out[name] = {"error": f"{type(exc).__name__}: {exc}"[-800:]}
     return out

@@ -13,6 +13,8 @@ from __future__ import annotations
 import importlib.util
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 from benchmarks import profile
 from benchmarks.harness import Context, metric, open_bench_store, proc_cpu_rss, run_consumer
@@ -71,10 +73,28 @@ def naive(ctx: Context, backend: str) -> dict:
     return {"readings": n, "rate": round(_rate(result))}
 
 
+def _pids(pid: int) -> list[int]:
+    """Return a process and its children (``ingest --workers N`` runs its workers as children)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return [pid, *(int(c) for c in children)]
+
+
+def _stored(proc: Any, workers: int, offset: int = 0) -> float:
+    """Return the readings stored by an ingest process (summed over its workers' metrics ports)."""
+    return sum(metric(SimpleNamespace(http_port=proc.http_port + offset + i, proc=proc.proc, log=proc.log),  # type: ignore[arg-type]
+                      "ingest_readings_stored", 0.0) for i in range(workers))
+
+
 def drain_with_ingest(ctx: Context, backend: str, site: str, n: int, extra: tuple[str, ...] = (),
                       replicas: list[tuple[str, ...]] | None = None, store_url: str | None = None,
-                      keep: bool = False, profile_out: Path | None = None) -> dict:
-    """Start ingest replica(s) on a queued backlog of ``n`` readings and time them until all are stored."""
+                      keep: bool = False, profile_out: Path | None = None, workers: int = 1) -> dict:
+    """Start ingest replica(s) on a queued backlog of ``n`` readings and time them until all are stored.
+
+    ``workers``: each replica is an ``ingest --workers N`` whose workers serve metrics on http_port + i.
+    """
     assert ctx.mosquitto is not None
     url = store_url or ctx.store_url(backend, f"bench_{site}")
     flags = [] if alarms_available() else ["--no-alarms"]
@@ -86,8 +106,8 @@ def drain_with_ingest(ctx: Context, backend: str, site: str, n: int, extra: tupl
     samples: list[tuple[float, float, float]] = []  # (time, stored, cpu seconds of all replicas)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        stored = sum(metric(p, "ingest_readings_stored", 0.0) for p in procs)
-        cpu = sum(proc_cpu_rss(p.proc.pid)[0] for p in procs if p.proc is not None)
+        stored = sum(_stored(p, workers) for p in procs)
+        cpu = sum(proc_cpu_rss(pid)[0] for p in procs if p.proc is not None for pid in _pids(p.proc.pid))
         samples.append((time.monotonic(), stored, cpu))
         if profile_out and spy is None and stored > 0 and procs[0].proc:  # sample the drain, not the start-up
             spy = profile.start(procs[0].proc.pid, profile_out)
@@ -96,8 +116,8 @@ def drain_with_ingest(ctx: Context, backend: str, site: str, n: int, extra: tupl
         # Poll fast until the drain starts, then rarely (rendering /metrics costs the ingest CPU), fast near the end.
         rate = (stored - samples[0][1]) / max(1e-3, samples[-1][0] - samples[0][0])
         time.sleep(0.02 if stored == 0 or rate <= 0 else min(0.25, max(0.02, 0.3 * (n - stored) / rate)))
-    rss = max(proc_cpu_rss(p.proc.pid)[1] for p in procs if p.proc is not None)
-    per_replica = [metric(p, "ingest_readings_stored") for p in procs]
+    rss = max(proc_cpu_rss(pid)[1] for p in procs if p.proc is not None for pid in _pids(p.proc.pid))
+    per_replica = [_stored(p, workers) for p in procs]
     if spy is not None:
         profile.stop(spy)
     if not keep:
@@ -120,16 +140,30 @@ def drain_with_ingest(ctx: Context, backend: str, site: str, n: int, extra: tupl
     }
 
 
-def ours(ctx: Context, backend: str, profile_out: Path | None = None) -> dict:
-    """Measure our ingest (a real subprocess) draining the same backlog into ``backend``."""
+ARRAY = 50  # readings per message in the gateway round
+
+
+def ours(ctx: Context, backend: str, profile_out: Path | None = None, per_message: int = 1) -> dict:
+    """Measure our ingest (a real subprocess) draining the same backlog into ``backend``.
+
+    ``per_message`` > 1: a gateway's backlog, arrays of that many readings, a tenth of the chairs each sending
+    ten times as many readings in ``per_message``-reading messages (the same number of readings or more).
+    """
     assert ctx.mosquitto is not None
-    site = ctx.unique("ours")
+    site = ctx.unique("ours" if per_message == 1 else "arrays")
     cid = ctx.unique("bench-ingest-")
-    n = ctx.sizes.chairs * ctx.sizes.backlog_per_chair
+    chairs, per_chair = ctx.sizes.chairs, ctx.sizes.backlog_per_chair
+    if per_message > 1:
+        chairs = max(1, chairs // 10)
+        per_chair = -(-per_chair * 10 // per_message) * per_message
+    n = chairs * per_chair
     precreate_session(ctx.mosquitto.url, cid, [f"clinic/{site}/chair/+/vitals"])
-    _backlog(ctx, site, ctx.sizes.backlog_per_chair)
+    publish_backlog(ctx.mosquitto.url, site, chairs, per_chair, int(time.time() * 1000) - 3_600_000 * 2,
+                    procs=ctx.sizes.publisher_procs, per_message=per_message)
     result = drain_with_ingest(ctx, backend, site, n, replicas=[("--site", site, "--client-id", cid)],
                                profile_out=profile_out)
+    result["readings_per_message"] = per_message
+    result["messages_per_s"] = round(result["rate"] / per_message) if result["rate"] else None
     store = open_bench_store(ctx.store_url(backend, f"bench_{site}"))
     try:
         result["counted_in_store"] = store.count_readings(site)
@@ -167,6 +201,10 @@ def run(ctx: Context) -> dict:
             entry["fraction_of_limit"] = round(rate / limit, 3) if limit else None
             if "naive" in entry and entry["naive"]["rate"]:
                 entry["multiple_of_naive"] = round(rate / entry["naive"]["rate"], 1)
+        try:
+            entry["arrays"] = best_of(ctx, ours, backend, None, ARRAY)
+        except Exception as exc:
+            entry["arrays_error"] = str(exc)[-800:]
         if ctx.profile:
             try:
                 path = ctx.workdir / f"profile-{backend}.txt"

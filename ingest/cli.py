@@ -27,6 +27,10 @@ def run(args: argparse.Namespace) -> int:
     from ingest.service import IngestService
 
     settings = settings_from_args(args, "ingest")
+    if settings.workers > 1:
+        from ingest.workers import run_workers
+
+        return run_workers(args, settings)
     try:
         service = IngestService(settings, alarms=not args.no_alarms)
     except OriginMismatch as exc:

@@ -80,7 +80,7 @@ class Origin:
             broker=settings.broker_id or broker_identity(settings.mqtt_url),
             store=settings.store_id or store_identity(settings.store_url),
             topic_prefix=settings.topic_prefix,
-            site=settings.site,
+            site=settings.site or settings.sites,
         )
 
     def to_json_obj(self) -> dict[str, Any]:

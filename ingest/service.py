@@ -4,6 +4,11 @@ Delivery: QoS 1 on a persistent session (stable client id, session expiry), manu
 after a message's readings are durable (in the store, or the local spool), so a crash loses nothing: the
 broker redelivers what was not acknowledged, and the store's idempotent keys make the re-write harmless.
 
+Threads: paho's network thread only queues what it receives; ``ingest-process`` takes the queue in chunks and
+makes one pass per message (topic, budget, validation; readings into one list), then hands each chunk's
+readings to the alarm engine and the writer together; ``ingest-writer`` batches, writes, checkpoints the
+alarm state and releases the chunk's PUBACKs in one packet. New chair topics plug in through ``_handlers``.
+
 Python API (used by ``infusion-monitor ingest`` and by the demo)::
 
     service = IngestService(load_settings(...))
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import socket
 import threading
 import time
@@ -29,18 +35,23 @@ from ingest.metrics import HealthServer, Metrics
 from ingest.origin import Origin, OriginMismatch
 from ingest.spool import Batch, Spool
 from ingest.writer import Item, Writer
-from vitals.mqtt import connect, make_client, redact
-from vitals.reading import Refusal, refusals_report, validate_payload
+from vitals.mqtt import ack_many, connect, make_client, redact
+from vitals.reading import Reading, Refusal, fast_readings, refusals_report, validate_payload_fully
 from vitals.records import AckCommand, ExportStatus, RecordError, Session, device_status
 from vitals.settings import Settings
 from vitals.store import Store, open_store_from, redact_url
-from vitals.topics import TopicError, Topics
+from vitals.topics import ChairTopic, TopicError, Topics
 
 log = logging.getLogger("ingest")
 
 # A refusal class is logged at most once per this many seconds (with a count of what was suppressed),
 # so a misconfigured device sending 10 bad messages a second cannot flood the log.
 REFUSAL_LOG_EVERY_S = 10.0
+# The processing thread takes at most this many received messages per turn: enough to amortise the alarm
+# engine's lock, the metrics and the writer hand-off; few enough to keep a turn around a millisecond or two.
+CHUNK_MAX = 500
+# Parsed topics are remembered (one dict lookup instead of two regular expressions); bounded under made-up ids.
+TOPIC_CACHE_MAX = 100_000
 
 
 def now_ms() -> int:
@@ -63,8 +74,10 @@ class IngestService:
             max_items=settings.batch_max_readings, max_delay_s=settings.batch_max_delay_ms / 1000,
         )
         group = settings.shared_group
+        sites = settings.site_list()
         self.client_id = settings.mqtt_client_id or (
-            f"infusion-ingest-{group}-{socket.gethostname()}" if group else f"infusion-ingest-{settings.site or 'all'}"
+            f"infusion-ingest-{group}-{socket.gethostname()}" if group
+            else f"infusion-ingest-{'+'.join(sites)[:64] if sites else 'all'}"
         )
         self.client, self.target = make_client(
             settings.mqtt_url, self.client_id, protocol=settings.mqtt_protocol, manual_ack=True, persistent=True,
@@ -80,6 +93,12 @@ class IngestService:
         self.budget = ChairBudget(settings.chair_rate_kib_s * 1024, settings.chair_burst_kib * 1024)
         self._limited_report: dict[tuple[str, str], list[float]] = {}  # chair -> [last report, refused since]
         self.http: HealthServer | None = None
+        # paho's network thread only queues what it receives (msg, connection generation); the processing
+        # thread validates, evaluates alarms and hands batches to the writer (docs/benchmarks.md, "hot path").
+        self._inbox: queue.SimpleQueue[tuple[paho.MQTTMessage, int] | None] = queue.SimpleQueue()
+        self._processor = threading.Thread(target=self._process_loop, name="ingest-process", daemon=True)
+        self._topic_cache: dict[str, ChairTopic] = {}
+        self._message_counters: dict[str, Any] = {}
         self.alarms: Any = None
         if alarms and group:
             log.warning(
@@ -106,6 +125,7 @@ class IngestService:
             self.alarms.start()
         if self.care is not None:
             self.care.start()
+        self._processor.start()
         if self.settings.http_port:
             self.http = HealthServer(self.settings.http_host, self.settings.http_port, self.metrics, self.health)
             self.http.start()
@@ -124,9 +144,12 @@ class IngestService:
 
     def stop(self) -> None:
         """Flush and acknowledge everything received, save alarm state, disconnect."""
-        log.info("stopping: flushing %d pending messages", self.writer.pending)
+        log.info("stopping: flushing %d pending messages", self.writer.pending + self._inbox.qsize())
         if self.care is not None:
             self.care.stop()
+        if self._processor.is_alive():
+            self._inbox.put(None)  # what was received before this is processed and handed to the writer
+            self._processor.join(30)
         if self.alarms is not None:
             self.alarms.stop()
         self.writer.stop()
@@ -148,23 +171,24 @@ class IngestService:
             "mqtt_connected": connected,
             "store_ok": self.writer.store_ok,
             "spool_items": self.spool.items,
-            "pending_messages": self.writer.pending,
+            "pending_messages": self.writer.pending + self._inbox.qsize(),
             "client_id": self.client_id,
         }
 
     # -- MQTT callbacks (thin: decode, dispatch; one failing handler never stops the loop) ----------------
 
     def _subscriptions(self) -> list[tuple[str, int]]:
-        site = self.settings.site
-        vitals_filter = self.topics.chair_filter("vitals", site)
-        if self.settings.shared_group:
-            vitals_filter = f"$share/{self.settings.shared_group}/{vitals_filter}"
-        subs = [(vitals_filter, 1)]
-        if self.alarms is not None or not self.settings.shared_group:
-            subs += [(self.topics.chair_filter(kind, site), 1) for kind in ("session", "status", "ack", "limits",
-                                                                                 "export")]
-        if self.care is not None:
-            subs.append((self.topics.chair_filter("record", site), 1))
+        subs = []
+        for site in self.settings.site_list() or [None]:
+            vitals_filter = self.topics.chair_filter("vitals", site)
+            if self.settings.shared_group:
+                vitals_filter = f"$share/{self.settings.shared_group}/{vitals_filter}"
+            subs.append((vitals_filter, 1))
+            if self.alarms is not None or not self.settings.shared_group:
+                subs += [(self.topics.chair_filter(kind, site), 1)
+                         for kind in ("session", "status", "ack", "limits", "export")]
+            if self.care is not None:
+                subs.append((self.topics.chair_filter("record", site), 1))
         return subs
 
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any = None) -> None:
@@ -187,20 +211,124 @@ class IngestService:
             log.warning("disconnected from broker (%s); reconnecting with backoff", reason_code)
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
-        ack = self._acker(msg)
-        try:
-            parsed = self.topics.parse_chair(msg.topic)
-        except TopicError as exc:
-            self.metrics.messages.labels("bad_topic").inc()
-            self._refuse(msg.topic, [Refusal("message", str(exc), code="bad_topic")], msg.payload)
-            self.writer.submit(Item(Batch(), ack))
+        # paho's receive thread does nothing else for us: receiving and PUBACK sending stay prompt.
+        self._inbox.put((msg, self._generation))
+
+    # -- the processing thread: one pass per message, shared work once per chunk ---------------------------
+
+    def _process_loop(self) -> None:
+        inbox = self._inbox
+        while True:
+            entry = inbox.get()
+            if entry is None:
+                return
+            chunk = [entry]
+            stop = False
+            try:
+                while len(chunk) < CHUNK_MAX:
+                    entry = inbox.get_nowait()
+                    if entry is None:
+                        stop = True
+                        break
+                    chunk.append(entry)
+            except queue.Empty:
+                pass
+            try:
+                self._process(chunk)
+            except Exception:  # a bug must not stop ingestion, nor go unseen; unacknowledged = redelivered
+                log.exception("processing %d received messages failed", len(chunk))
+            if stop:
+                return
+
+    def _process(self, chunk: list[tuple[paho.MQTTMessage, int]]) -> None:
+        """Validate a chunk of received messages in order; readings go to the alarms and the writer together.
+
+        Vitals messages are the hot path: parsed topic from a cache, the chair's byte budget, the C fast path
+        of validation (the full validation only for payloads it declines, which words the refusals), one
+        list of readings and one list of packet ids per chunk. Any other kind of message goes through its
+        handler in ``_handlers`` (the plug-in point for new topics), after the readings before it were handed on.
+        """
+        received = time.monotonic()
+        now = now_ms()
+        readings: list[Reading] = []
+        acks: list[tuple[int, int, int]] = []  # (generation, packet id, qos) of the messages in `readings`
+        counts: dict[str, int] = {}
+        budget = self.budget if self.budget.enabled else None
+        cache = self._topic_cache
+        for msg, generation in chunk:
+            topic = msg.topic
+            parsed = cache.get(topic)
+            if parsed is None:
+                try:
+                    parsed = self.topics.parse_chair(topic)
+                except TopicError as exc:
+                    counts["bad_topic"] = counts.get("bad_topic", 0) + 1
+                    self._refuse(topic, [Refusal("message", str(exc), code="bad_topic")], msg.payload)
+                    acks.append((generation, msg.mid, msg.qos))
+                    continue
+                if len(cache) >= TOPIC_CACHE_MAX:
+                    cache.clear()
+                cache[topic] = parsed
+            kind = parsed.kind
+            counts[kind] = counts.get(kind, 0) + 1
+            if kind != "vitals":
+                self._hand_on(readings, acks, received)
+                readings, acks = [], []
+                self._dispatch(parsed, msg, generation)
+                continue
+            acks.append((generation, msg.mid, msg.qos))
+            payload = msg.payload
+            if budget is not None and not budget.allow(parsed.site, parsed.chair, len(payload), received):
+                self._rate_limited(parsed.site, parsed.chair, msg)
+                continue
+            try:
+                found = fast_readings(parsed.site, parsed.chair, payload, now)
+                if found is None:
+                    result = validate_payload_fully(parsed.site, parsed.chair, payload, now)
+                    if result.refusals:
+                        self._refuse(topic, result.refusals, payload)
+                    found = result.readings
+            except Exception as exc:  # a bug must not stop ingestion, nor go unseen
+                log.exception("handling a message on %s failed", topic)
+                self._refuse(topic, [Refusal("message", f"internal error while handling: {type(exc).__name__}",
+                                             code="internal")], payload)
+                continue
+            readings += found
+        self._hand_on(readings, acks, received)
+        for kind, n in counts.items():
+            counter = self._message_counters.get(kind)
+            if counter is None:
+                counter = self._message_counters[kind] = self.metrics.messages.labels(kind)
+            counter.inc(n)
+
+    def _hand_on(self, readings: list[Reading], acks: list[tuple[int, int, int]], received: float) -> None:
+        """Evaluate a chunk's readings, then queue them for the store with the acknowledgement of their messages."""
+        if not acks:
             return
-        self.metrics.messages.labels(parsed.kind).inc()
-        if parsed.kind == "vitals" and not self.budget.allow(parsed.site, parsed.chair, len(msg.payload),
-                                                             time.monotonic()):
-            self._rate_limited(parsed.site, parsed.chair, msg)
-            self.writer.submit(Item(Batch(), ack))
-            return
+        if readings:
+            self.metrics.readings_received.inc(len(readings))
+            if self.alarms is not None:
+                try:
+                    self.alarms.on_readings(readings)
+                except Exception:  # stored all the same; a broken engine is logged loudly, never hidden
+                    log.exception("the alarm engine failed on %d readings; they are stored", len(readings))
+        self.writer.submit(Item(Batch(readings=readings), self._acks(acks), received, messages=len(acks)))
+
+    def _acks(self, acks: list[tuple[int, int, int]]) -> Callable[[], None]:
+        def ack() -> None:
+            # After a reconnect the broker redelivers what was not acknowledged, with new packet ids;
+            # acknowledging an old id on the new connection would confirm the wrong message.
+            current = self._generation
+            ack_many(self.client, [mid for generation, mid, qos in acks if generation == current and qos == 1])
+            for generation, mid, qos in acks:
+                if qos == 2 and generation == current:
+                    self.client.ack(mid, qos)
+
+        return ack
+
+    def _dispatch(self, parsed: ChairTopic, msg: paho.MQTTMessage, generation: int) -> None:
+        """Run the handler of a non-vitals message (``_handlers``); it submits its own writer item."""
+        ack = self._acker(msg, generation)
         try:
             handler = self._handlers[parsed.kind]
             handler(self, parsed.site, parsed.chair, msg, ack)
@@ -210,28 +338,16 @@ class IngestService:
                                              code="internal")], msg.payload)
             self.writer.submit(Item(Batch(), ack))
 
-    def _acker(self, msg: paho.MQTTMessage) -> Callable[[], None] | None:
+    def _acker(self, msg: paho.MQTTMessage, generation: int) -> Callable[[], None] | None:
         if msg.qos == 0:
             return None
-        generation, mid, qos = self._generation, msg.mid, msg.qos
+        mid, qos = msg.mid, msg.qos
 
         def ack() -> None:
-            # After a reconnect the broker redelivers what was not acknowledged, with new packet ids;
-            # acknowledging an old id on the new connection would confirm the wrong message.
-            if generation == self._generation:
+            if generation == self._generation:  # see _acks
                 self.client.ack(mid, qos)
 
         return ack
-
-    def _handle_vitals(self, site: str, chair: str, msg: paho.MQTTMessage, ack: Callable[[], None] | None) -> None:
-        result = validate_payload(site, chair, msg.payload, now_ms())
-        if result.refusals:
-            self._refuse(msg.topic, result.refusals, msg.payload)
-        if result.readings:
-            self.metrics.readings_received.inc(len(result.readings))
-            if self.alarms is not None:
-                self.alarms.on_readings(result.readings)
-        self.writer.submit(Item(Batch(readings=result.readings), ack))
 
     def _handle_session(self, site: str, chair: str, msg: paho.MQTTMessage, ack: Callable[[], None] | None) -> None:
         batch = Batch()
@@ -308,8 +424,10 @@ class IngestService:
     def _handle_other(self, site: str, chair: str, msg: paho.MQTTMessage, ack: Callable[[], None] | None) -> None:
         self.writer.submit(Item(Batch(), ack))  # our own retained alarm arrays, if a filter ever matches them
 
+    # How each chair topic kind other than vitals is handled (vitals take the hot path in _process). To plug in
+    # a new topic: a kind in vitals.topics.CHAIR_KINDS, a filter in _subscriptions, and a handler here with this
+    # signature, which submits one writer Item (its records, if any, and the ack) for each message.
     _handlers: ClassVar[dict[str, Callable[..., None]]] = {
-        "vitals": _handle_vitals,
         "session": _handle_session,
         "status": _handle_status,
         "ack": _handle_ack,

@@ -47,6 +47,7 @@ class Item:
     received: float = field(default_factory=time.monotonic)
     # False for internal records whose "ack" only reports durability (the alarm outbox): called at once.
     after_checkpoint: bool = True
+    messages: int = 1  # MQTT messages this item stands for (a chunk of vitals messages is one item)
 
 
 class Writer:
@@ -84,7 +85,7 @@ class Writer:
 
     def submit(self, item: Item) -> None:
         """Queue an item; never blocks (the broker's in-flight limit bounds what can be pending)."""
-        self._submitted += 1
+        self._submitted += item.messages
         self._queue.put(item)
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -270,14 +271,16 @@ class Writer:
 
     def _acknowledge(self, items: list[Item]) -> None:
         now = time.monotonic()
+        done = 0
         for item in items:
             if item.ack is not None:
                 try:
                     item.ack()
                 except Exception:  # one failed ack must not stop the writer; the broker will redeliver
                     log.exception("acknowledging a message failed; it will be redelivered and stored again (idempotent)")
-            self.metrics.store_lag.observe(now - item.received)
-        self._done += len(items)
+            self.metrics.store_lag.observe(now - item.received)  # once per item: a chunk of messages, or one
+            done += item.messages
+        self._done += done
         self.metrics.pending.set(self.pending)
 
     def _update_spool_gauges(self) -> None:

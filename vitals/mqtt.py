@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,3 +123,24 @@ def wait_connected(client: paho.Client, timeout: float = 10.0) -> bool:
     ok = done.wait(timeout)
     client.on_connect = previous
     return ok
+
+
+_PUBACK = struct.Struct("!BBH")  # fixed header PUBACK (0x40), remaining length 2, packet id: success, no properties
+
+
+def ack_many(client: paho.Client, mids: list[int]) -> None:
+    """Acknowledge QoS 1 messages (manual acknowledgement) with one write for all of them.
+
+    ``client.ack`` queues one packet and wakes the network thread once per message, and the network thread
+    then makes one ``send`` per PUBACK; here the PUBACKs of a whole batch leave in one packet and one wake-up.
+    That uses paho's packet queue (a private method, pinned by tests/ingest/test_pipeline.py); without it
+    each message is acknowledged with ``client.ack``.
+    """
+    if not mids:
+        return
+    queue_packet = getattr(client, "_packet_queue", None)
+    if queue_packet is None or not getattr(client, "_manual_ack", False):
+        for mid in mids:
+            client.ack(mid, 1)
+        return
+    queue_packet(paho.PUBACK, b"".join([_PUBACK.pack(0x40, 2, mid) for mid in mids]), 0, 0)

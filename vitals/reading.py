@@ -10,7 +10,9 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
 
 # Payload limits. 256 KiB holds 1,000 full readings with room to spare (about 130 bytes each).
 MAX_PAYLOAD_BYTES = 256 * 1024
@@ -67,9 +69,13 @@ LABELS: Mapping[str, str] = {
 CUFF_VITALS: tuple[str, ...] = ("sys", "dia", "map")
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
-    """One validated reading of one chair at one instant (``ts_ms``: Unix epoch milliseconds)."""
+class Reading(msgspec.Struct, frozen=True, gc=False):
+    """One validated reading of one chair at one instant (``ts_ms``: Unix epoch milliseconds).
+
+    A frozen msgspec Struct rather than a frozen dataclass: the same fields, equality, hash and repr, made ten
+    times faster (a frozen dataclass sets each field through ``object.__setattr__``); the ingest makes one per
+    reading received.
+    """
 
     site: str
     chair: str
@@ -225,8 +231,67 @@ def validate_reading(site: str, chair: str, obj: Mapping[str, Any], now_ms: int,
     return Reading(site, chair, ts_ms, seq, **values), refusals
 
 
+class _Plain(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """A reading as well-behaved devices send it: only contract fields, each of the right type and in range.
+
+    The fast path decodes into this type in C; anything it does not take (an unknown field, a null vital, a
+    string time, a value out of range, bad JSON...) goes to the full validation below, which alone words the
+    refusals, so every refusal reason stays exactly as the contract tests pin it.
+    """
+
+    ts: int
+    seq: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    hr: Annotated[float, msgspec.Meta(ge=PLAUSIBLE["hr"][0], le=PLAUSIBLE["hr"][1])] = None  # type: ignore[assignment]
+    spo2: Annotated[float, msgspec.Meta(ge=PLAUSIBLE["spo2"][0], le=PLAUSIBLE["spo2"][1])] = None  # type: ignore[assignment]
+    rr: Annotated[float, msgspec.Meta(ge=PLAUSIBLE["rr"][0], le=PLAUSIBLE["rr"][1])] = None  # type: ignore[assignment]
+    sys: Annotated[float, msgspec.Meta(ge=PLAUSIBLE["sys"][0], le=PLAUSIBLE["sys"][1])] = None  # type: ignore[assignment]
+    dia: Annotated[float, msgspec.Meta(ge=PLAUSIBLE["dia"][0], le=PLAUSIBLE["dia"][1])] = None  # type: ignore[assignment]
+    map: Annotated[float, msgspec.Meta(ge=PLAUSIBLE["map"][0], le=PLAUSIBLE["map"][1])] = None  # type: ignore[assignment]
+
+
+_PLAIN = msgspec.json.Decoder(_Plain | list[_Plain])
+_astuple = msgspec.structs.astuple
+
+
+def fast_readings(site: str, chair: str, payload: bytes, now_ms: int) -> list[Reading] | None:
+    """Return the readings of a payload that ``validate_payload`` would accept whole without a single refusal.
+
+    Return None for anything else (the caller then runs ``validate_payload``): this is an optimisation only,
+    and a payload it declines is never judged here. About 10x cheaper per reading than the full validation.
+    """
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        return None
+    try:
+        doc = _PLAIN.decode(payload)
+    except msgspec.DecodeError:
+        return None
+    items = [doc] if type(doc) is _Plain else doc
+    if not items or len(items) > MAX_READINGS_PER_MESSAGE:  # type: ignore[arg-type]
+        return None
+    newest = now_ms + MAX_FUTURE_MS
+    out = []
+    for item in items:  # type: ignore[union-attr]
+        ts, seq, hr, spo2, rr, sys_, dia, map_ = _astuple(item)
+        if not MIN_TS_MS <= ts <= newest or (seq is not None and seq >= 2**63):
+            return None
+        if sys_ is not None and dia is not None and sys_ <= dia:
+            return None
+        if hr is None and spo2 is None and rr is None and sys_ is None and dia is None and map_ is None:
+            return None
+        out.append(Reading(site, chair, ts, seq, hr, spo2, rr, sys_, dia, map_))
+    return out
+
+
 def validate_payload(site: str, chair: str, payload: bytes, now_ms: int) -> Validated:
     """Validate a whole message payload for a chair; never raises on bad input."""
+    readings = fast_readings(site, chair, payload, now_ms)
+    if readings is not None:
+        return Validated(readings)
+    return validate_payload_fully(site, chair, payload, now_ms)
+
+
+def validate_payload_fully(site: str, chair: str, payload: bytes, now_ms: int) -> Validated:
+    """Validate a payload field by field in Python, wording every refusal (the reference ``fast_readings`` follows)."""
     out = Validated()
     if len(payload) > MAX_PAYLOAD_BYTES:
         out.refusals.append(Refusal("message", f"payload is {len(payload)} bytes, over the {MAX_PAYLOAD_BYTES} byte limit",

@@ -16,7 +16,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     mqtt_client_id: str | None = Field(None, description="MQTT client id (ingest default: infusion-ingest-<group>)")
     topic_prefix: str = Field(DEFAULT_PREFIX, description="first topic level of every topic")
     site: str | None = Field(None, description="only this site (default: every site)")
+    sites: str | None = Field(None, description="ingest: only these sites, comma-separated; with workers > 1 they are "
+                              "split between the worker processes by position (docs/operations.md)")
+    workers: int = Field(1, ge=1, le=64, description="ingest processes splitting the sites (needs sites; each keeps "
+                         "its chairs' alarm state)")
 
     # Store
     store_url: str | None = Field("sqlite:///data/vitals.db", description="sqlite:///path, "
@@ -176,6 +180,32 @@ class Settings(BaseSettings):
     @classmethod
     def _site(cls, value: str | None) -> str | None:
         return None if value is None else check_id(value, "site id")
+
+    @field_validator("sites")
+    @classmethod
+    def _sites(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        names = [check_id(name.strip(), "site id") for name in value.split(",")]
+        if len(set(names)) != len(names):
+            raise ValueError(f"sites lists a site twice: {value!r}")
+        return ",".join(names)
+
+    @model_validator(mode="after")
+    def _one_site_filter(self) -> Settings:
+        if self.site and self.sites:
+            raise ValueError("set site or sites, not both")
+        if self.workers > 1 and not self.sites:
+            raise ValueError("workers > 1 needs the sites to split between them (sites = 'a,b,c')")
+        if self.workers > 1 and self.shared_group:
+            raise ValueError("workers split the sites; a shared_group would split each chair's readings instead")
+        return self
+
+    def site_list(self) -> list[str] | None:
+        """Return the sites this process takes (``site`` or ``sites``), or None for every site."""
+        if self.sites:
+            return self.sites.split(",")
+        return [self.site] if self.site else None
 
     @classmethod
     def settings_customise_sources(

@@ -28,11 +28,12 @@ replay or a restart without saved state repeats an event rather than inventing a
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
+
+import msgspec
 
 from vitals.reading import LABELS, UNITS, Reading
 from vitals.records import PRIORITY_RANK, AckCommand, ActiveAlarm, AlarmEvent, Session
@@ -363,7 +364,7 @@ class AlarmEngine:
         for key in self._touched:
             chair = self._chairs.get(key)
             if chair is not None:
-                self._json[key] = json.dumps(_chair_state(chair), separators=(",", ":"))
+                self._json[key] = _chair_json(chair)
         self._touched.clear()
         parts = [self._json[key] for key in self._chairs]
         return f'{{"version":{STATE_VERSION},"chairs":[{",".join(parts)}]}}'
@@ -532,6 +533,21 @@ class AlarmEngine:
         overdue_ms = self.book.nibp_overdue_factor * self.config.cuff_interval_min * 60_000
         is_cuff = any(getattr(reading, v) is not None for v in CUFF_RULE_VITALS)
         self._set_condition(chair, "nibp_overdue", not is_cuff and ts - since >= overdue_ms, ts, events)
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def _chair_json(chair: _Chair) -> str:
+    """Return ``json.dumps(_chair_state(chair))`` (compact), made without copying: msgspec encodes the dataclasses.
+
+    The checkpoint before each round of acknowledgements serialises every chair that changed: at 2,000 chairs
+    this was the largest item of the ingest's own code per reading (docs/benchmarks.md).
+    """
+    obj = {name: getattr(chair, name) for name in _CHAIR_FIELDS}
+    obj["alarms"] = list(chair.alarms.values())
+    obj["seen"] = False
+    return _encode(obj).decode()
 
 
 def _chair_state(chair: _Chair) -> dict[str, Any]:

@@ -22,7 +22,7 @@ def errors(node: object, path: str = "") -> list[str]:
     found: list[str] = []
     if isinstance(node, dict):
         for key, value in node.items():
-            if key in ("error", "naive_error", "ours_error"):
+            if key in ("error", "naive_error", "ours_error", "arrays_error"):
                 found.append(f"{path}/{key}: {value}")
             else:
                 found += errors(value, f"{path}/{key}")
@@ -51,6 +51,8 @@ def test_quick_run_measures_every_benchmark_and_writes_json_and_doc(tmp_path: Pa
         ours = thr[backend]["ours"]
         assert ours["counted_in_store"] == ours["readings"]  # every reading stored once, confirmed by a query
         assert thr[backend]["naive"]["rate"] > 0
+        arrays = thr[backend]["arrays"]  # a gateway's arrays of 50 readings per message
+        assert arrays["readings_per_message"] == 50 and arrays["counted_in_store"] == arrays["readings"]
     for entry in results["latency"].values():
         assert entry["not_visible"] == 0 and entry["stored_visible_ms"]["n"] == entry["probes"] > 0
     assert results["scaleout"]["shared_subscription"]["written_once"]
@@ -59,6 +61,9 @@ def test_quick_run_measures_every_benchmark_and_writes_json_and_doc(tmp_path: Pa
         rep = results["replay"][backend]
         assert rep["readings"] == rep["readings_read"] == readings
         assert rep["alarms_current"] >= rep["alarms_alternative"] and rep["alarms_current"] > 0
+    workers = results["scaleout"]["workers_2"]  # ingest --workers 2: each site stored once, its alarms raised once
+    assert workers["written_once"] and workers["alarms_raised_once"] == workers["alarm_probes"] > 0
+    assert sum(workers["stored_per_worker"]) == workers["readings"] and min(workers["stored_per_worker"]) > 0
 
     doc = report.render(data)
     assert "## Machine" in doc and data["machine"]["cpu"] in doc
