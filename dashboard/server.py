@@ -92,7 +92,10 @@ class RunningDashboard:
         http.task_dispatcher.shutdown(timeout=5)
         # Then close every socket, the trigger last of all, from the server's own loop thread; with its map
         # empty, the loop returns.
-        http.trigger.pull_trigger(lambda: wasyncore.close_all(http._map))
+        try:
+            http.trigger.pull_trigger(lambda: wasyncore.close_all(http._map))
+        except OSError:  # the trigger pipe is closed already: its loop has ended, so close what is left from here
+            wasyncore.close_all(http._map)
         self.thread.join(10)
         self.services.stop()
         self.services.gate.sessions.close()
