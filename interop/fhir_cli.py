@@ -29,36 +29,12 @@ from interop.fhir import (
     post_bundle,
     validate_bundle,
 )
-from vitals.records import Session
+from interop.sessions import SessionNotFound, add_session_arguments, find_session
 from vitals.settings import Settings, add_settings_arguments, settings_from_args
 from vitals.store import Store, StoreError, open_store_from, redact_url
 
 ROLE = "export-fhir"
 log = logging.getLogger("export.fhir")
-
-
-class SessionNotFound(LookupError):
-    """No stored session matches the --site, --chair and --session/--last choice."""
-
-
-def add_session_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--site S --chair C (--session ID | --last)``."""
-    parser.add_argument("--site", required=True, help="site of the session")
-    parser.add_argument("--chair", required=True, help="chair of the session")
-    which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--session", dest="session_id", metavar="ID", help="the session's session_id")
-    which.add_argument("--last", action="store_true", help="the chair's most recent session")
-
-
-def find_session(store: Store, site: str, chair: str, session_id: str | None) -> Session:
-    """Return the chair's session with ``session_id``, or its newest one when None; raise SessionNotFound."""
-    sessions = store.sessions(site=site, chair=chair)
-    if session_id is not None:
-        sessions = [s for s in sessions if s.session_id == session_id]
-    if not sessions:
-        which = f"session {session_id!r}" if session_id is not None else "session"
-        raise SessionNotFound(f"the store has no {which} of site {site!r} chair {chair!r}")
-    return max(sessions, key=lambda s: s.started_at)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

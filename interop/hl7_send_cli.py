@@ -8,30 +8,15 @@ import sys
 from interop.hl7 import PatientLookup, read_ack, session_messages
 from interop.hl7_export import endpoint_of
 from interop.mllp import MllpError, parse_hostport, send
-from vitals.records import Session
+from interop.sessions import add_session_arguments, find_session
 from vitals.settings import Settings, add_settings_arguments, settings_from_args
-from vitals.store import Store, open_store_from
+from vitals.store import open_store_from
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``export hl7``."""
     add_settings_arguments(parser, "export-hl7")
-    parser.add_argument("--site", required=True, help="site id")
-    parser.add_argument("--chair", required=True, help="chair id")
-    which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--session", help="session id")
-    which.add_argument("--last", action="store_true", help="the chair's most recent session")
-
-
-def find_session(store: Store, site: str, chair: str, session_id: str | None) -> Session:
-    """Return the named (or, with None, the most recent) session of a chair; raise LookupError naming what is missing."""
-    sessions = store.sessions(site=site, chair=chair)
-    if session_id is not None:
-        sessions = [s for s in sessions if s.session_id == session_id]
-    if not sessions:
-        what = f"session {session_id!r}" if session_id else "no session"
-        raise LookupError(f"{what} of {site}/{chair} is not in the store")
-    return sessions[-1]
+    add_session_arguments(parser)  # the same session choice as `export fhir`
 
 
 def export(settings: Settings, site: str, chair: str, session_id: str | None, out=sys.stdout) -> int:  # type: ignore[no-untyped-def]
@@ -68,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         print("infusion-monitor export hl7: --mllp HOST:PORT (hl7_mllp) names no receiver", file=sys.stderr)
         return 2
     try:
-        return export(settings, args.site, args.chair, None if args.last else args.session)
+        return export(settings, args.site, args.chair, None if args.last else args.session_id)
     except (LookupError, ValueError) as exc:
         print(f"infusion-monitor export hl7: {exc}", file=sys.stderr)
         return 2
