@@ -59,10 +59,11 @@ def test_the_published_stream_is_exactly_the_generated_one(mosquitto: Mosquitto,
     assert by_topic(got) == by_topic((m.topic, m.payload) for m in expected)
 
 
-def test_speed_factor_holds_within_5_percent(mosquitto: Mosquitto, site: str) -> None:
-    settings = load_settings(mqtt_url=mosquitto.url)
+def test_speed_factor_holds_within_5_percent(own_mosquitto: Mosquitto, site: str) -> None:
+    # Its own broker: arrival times are measured, and late in the suite the shared broker delivered 0.3 s late.
+    settings = load_settings(mqtt_url=own_mosquitto.url)
     arrivals: list[tuple[float, int]] = []
-    collector = MqttCollector(mosquitto.url, f"clinic/{site}/chair/+/vitals")
+    collector = MqttCollector(own_mosquitto.url, f"clinic/{site}/chair/+/vitals")
     collector.client.on_message = lambda c, u, msg: arrivals.append((time.monotonic(), json.loads(msg.payload)["ts"]))
     try:
         stats = simulator.run(settings, site, 2, "normal", speed=20, seed=1, start_ms=START_MS, duration_s=62)
@@ -158,7 +159,8 @@ def test_record_replay_record_gives_the_same_readings(mosquitto: Mosquitto, site
 
 def test_replay_keeps_order_and_relative_timing_scaled_by_speed(own_mosquitto: Mosquitto, site: str,
                                                                 tmp_path: Path) -> None:
-    # Its own broker: a timing test, kept apart from the state the rest of the suite leaves on the shared one.
+    # Its own broker: a timing test, kept apart from the state the rest of the suite leaves on the shared one
+    # (late in the suite the shared broker delivered 0.3 s late).
     settings = load_settings(mqtt_url=own_mosquitto.url)
     source = tmp_path / "source.jsonl"
     with source.open("w") as out:  # a recording whose receive times are the simulated ones: 60 s, 2 chairs
