@@ -67,16 +67,8 @@ def partitioned(ctx: Context, backend: str) -> dict:
                                replicas=[("--site", site, "--client-id", cid) for cid, site in zip(ids, sites, strict=True)],
                                keep=True)
     procs = result.pop("procs")
-    topics = Topics()
     try:
-        store = open_bench_store(url)
-        try:
-            result["counted_in_store"] = sum(store.count_readings(site) for site in sites)
-        finally:
-            store.close()
-        result["written_once"] = sum(result["stored_per_replica"]) == n and result["counted_in_store"] == n
-        if alarms_available():
-            result.update(_alarm_check(ctx, sites, topics))
+        _check_stored_once(ctx, url, sites, n, result)
     finally:
         for p in procs:
             p.stop()
@@ -101,20 +93,26 @@ def workers(ctx: Context, backend: str) -> dict:
     procs = result.pop("procs")
     try:
         result["stored_per_worker"] = [_stored(procs[0], 1, offset=i) for i in range(2)]
-        store = open_bench_store(url)
-        try:
-            result["counted_in_store"] = sum(store.count_readings(site) for site in sites)
-        finally:
-            store.close()
-        result["written_once"] = sum(result["stored_per_replica"]) == n and result["counted_in_store"] == n
-        if alarms_available():
-            result.update(_alarm_check(ctx, sites, Topics()))
+        _check_stored_once(ctx, url, sites, n, result)
     finally:
         for p in procs:
             p.stop()
             ctx.started.remove(p)
     return result
 
+
+
+def _check_stored_once(ctx: Context, url: str, sites: list[str], n: int, result: dict[str, Any]) -> None:
+    """Add to ``result`` the store's count of the sites' readings, whether all ``n`` were written exactly once, and
+    (with the alarm engine available) whether each site's alarm probes were raised once."""
+    store = open_bench_store(url)
+    try:
+        result["counted_in_store"] = sum(store.count_readings(site) for site in sites)
+    finally:
+        store.close()
+    result["written_once"] = sum(result["stored_per_replica"]) == n and result["counted_in_store"] == n
+    if alarms_available():
+        result.update(_alarm_check(ctx, sites, Topics()))
 
 def _alarm_check(ctx: Context, sites: list[str], topics: Topics) -> dict[str, Any]:
     """Raise one sys-high alarm on each of ALARM_PROBES chairs per site; count raise events per chair."""
