@@ -287,10 +287,16 @@ class IngestProcess(Server):
         # in CI: a test's own 3,300 readings not stored within 30 s behind that backlog).
         given = "--client-id" in self.extra or "INFUSION_MQTT_CLIENT_ID" in self.env or "--shared-group" in self.extra
         own_id = [] if given else ["--client-id", f"test-ingest-{zlib.crc32(str(self.workdir).encode()):08x}"]
+        # And a short session expiry, unless the test sets one: the product keeps its session 7 days so that no
+        # reading is lost while it is down, but a test ingest's session outlives its test, and the shared broker
+        # would queue every later test's readings for it (a million per session in the test broker), which made
+        # it deliver late by the end of the suite. Two minutes covers every restart a fault test makes.
+        set_expiry = "--session-expiry-s" in self.extra or "INFUSION_SESSION_EXPIRY_S" in self.env
+        own_expiry = [] if set_expiry else ["--session-expiry-s", "120"]
         return [
             sys.executable, "-m", "infusion_monitor", "ingest", "--mqtt-url", self.mqtt_url,
             "--store-url", self.store_url, "--data-dir", str(self.workdir / "data"),
-            "--http-port", str(self.http_port), *own_id, *self.extra,
+            "--http-port", str(self.http_port), *own_id, *own_expiry, *self.extra,
         ]
 
     def start(self) -> None:
