@@ -36,6 +36,16 @@ COLLECT_TICK_S = 0.005
 # crash never leaves the broker believing a reading was handled while the alarm engine forgot it. Saving is
 # coalesced to at most once per this interval (12 ms of JSON at 2,000 chairs: about 6 % of a core at 200 ms).
 CHECKPOINT_EVERY_S = 0.2
+# ...unless the inflow has stalled: nothing new for STALL_S while at least STALL_MIN_HELD messages wait for their
+# acknowledgement. That is the broker's in-flight window (max_inflight_messages) full: it sends nothing more
+# until we acknowledge, so waiting out the batch delay and the checkpoint interval only idles the drain. Then
+# the batch is written and the state saved at once (at most every CHECKPOINT_MIN_GAP_S). Without this, one
+# ingest behind a 1,000-message window drained a backlog at 1,000 messages per ~0.2 s whatever its CPU
+# (benchmarks/findings.md). A light load (fewer held messages) keeps the coalesced schedule, so a small
+# clinic does not save its state more often than before.
+STALL_S = 2 * COLLECT_TICK_S
+STALL_MIN_HELD = 16
+CHECKPOINT_MIN_GAP_S = 0.01
 
 
 @dataclass(slots=True)
@@ -110,14 +120,14 @@ class Writer:
 
     def _run(self) -> None:
         while True:
-            items, stop = self._collect()
+            items, stop, stalled = self._collect()
             if self._held:
                 items = self._held + items
                 self._held = []
             if items:
                 self._persist(items)
             self._drain()
-            self._flush_awaiting(force=stop)
+            self._flush_awaiting(force=stop, stalled=stalled)
             if stop and not self._held:
                 return
             if stop and self._held:
@@ -125,36 +135,45 @@ class Writer:
                 log.error("stopping with %d messages not persisted; the broker will redeliver them", len(self._held))
                 return
 
-    def _collect(self) -> tuple[list[Item], bool]:
-        """Gather items until the batch is full, its first item is max_delay old, or stop is asked."""
+    def _collect(self) -> tuple[list[Item], bool, bool]:
+        """Gather items until the batch is full, its first item is max_delay old, the inflow stalls, or stop is asked.
+
+        Returns (items, stop, stalled); stalled: nothing arrived for STALL_S while STALL_MIN_HELD messages or more
+        wait for their acknowledgement (the broker's in-flight window is full).
+        """
         items: list[Item] = []
         count = 0
         idle_wait = 0.2 if (self.spool.batches or self._held) else 1.0
         if self._awaiting:
-            idle_wait = min(idle_wait, CHECKPOINT_EVERY_S)
+            due = self._last_checkpoint + CHECKPOINT_EVERY_S - time.monotonic()
+            idle_wait = min(idle_wait, max(0.001, due), STALL_S if self.pending >= STALL_MIN_HELD else idle_wait)
         try:
             first = self._queue.get(timeout=idle_wait)
         except queue.Empty:
-            return items, self._stopping.is_set()
+            return items, self._stopping.is_set(), self.pending >= STALL_MIN_HELD
         if first is None:
-            return items, True
+            return items, True, False
         items.append(first)
         count += len(first.batch)
         deadline = first.received + self.max_delay_s
+        arrived = time.monotonic()
         while count < self.max_items:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                now = time.monotonic()
+                if now >= deadline:
                     break
-                time.sleep(min(remaining, COLLECT_TICK_S))
+                if now - arrived >= STALL_S and self.pending >= STALL_MIN_HELD:
+                    return items, False, True
+                time.sleep(min(deadline - now, COLLECT_TICK_S))
                 continue
             if item is None:
-                return items, True
+                return items, True, False
+            arrived = time.monotonic()
             items.append(item)
             count += len(item.batch)
-        return items, False
+        return items, False, False
 
     def _persist(self, items: list[Item]) -> None:
         batch = Batch()
@@ -254,12 +273,14 @@ class Writer:
         self._awaiting.extend(item for item in items if item.after_checkpoint)
         self._flush_awaiting(force=False)
 
-    def _flush_awaiting(self, force: bool) -> None:
-        """Save the alarm state (at most every CHECKPOINT_EVERY_S), then acknowledge what waited for it."""
+    def _flush_awaiting(self, force: bool, stalled: bool = False) -> None:
+        """Save the alarm state (at most every CHECKPOINT_EVERY_S, or CHECKPOINT_MIN_GAP_S when the inflow has
+        stalled), then acknowledge what waited for it."""
         if not self._awaiting or self.checkpoint is None:
             return
         now = time.monotonic()
-        if not force and now - self._last_checkpoint < CHECKPOINT_EVERY_S:
+        gap = CHECKPOINT_MIN_GAP_S if stalled else CHECKPOINT_EVERY_S
+        if not force and now - self._last_checkpoint < gap:
             return
         try:
             self.checkpoint()
