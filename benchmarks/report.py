@@ -42,6 +42,10 @@ def summary(results: dict) -> list[dict[str, Any]]:
     if measured:
         rows.append({"what": "broker-only limit (bare paho QoS 1 subscriber)", "value": f"{limit} readings/s" if limit else "n/a",
                      "target": "", "met": None})
+        fast = _get(thr, "broker_limit_fast_client", "rate")
+        if fast:
+            rows.append({"what": "broker-only limit on the product's client (bare FastClient subscriber)",
+                         "value": f"{fast} readings/s", "target": "", "met": None})
     for backend in ("influxdb", "sqlite") if measured else ():
         entry = thr.get(backend) or {}
         ours, naive = _get(entry, "ours", "rate"), _get(entry, "naive", "rate")
@@ -53,6 +57,10 @@ def summary(results: dict) -> list[dict[str, Any]]:
         shown = f"{frac:.0%}" if frac is not None else "n/a"
         rows.append({"what": f"{backend}: fraction of the broker-only limit", "value": shown,
                      "target": ">= 50 %", "met": None if frac is None else frac >= 0.5})
+        fast_frac = entry.get("fraction_of_fast_client_limit")
+        if fast_frac is not None:
+            rows.append({"what": f"{backend}: fraction of the limit on the product's client", "value": f"{fast_frac:.0%}",
+                         "target": "", "met": None})
         rows.append({"what": f"{backend}: multiple of the naive ingest", "value": f"{mult}x" if mult is not None else "n/a",
                      "target": ">= 10x", "met": None if mult is None else mult >= 10})
         arrays = entry.get("arrays") or {}

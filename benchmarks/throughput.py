@@ -43,14 +43,15 @@ def _rate(result: dict) -> float:
     return (result["received"] - 1) / span if span > 0 else 0.0
 
 
-def broker_limit(ctx: Context) -> dict:
-    """Measure the bare paho QoS 1 counting subscriber (the most any Python consumer can do here)."""
+def broker_limit(ctx: Context, mode: str = "count") -> dict:
+    """Measure a bare QoS 1 counting subscriber: stock paho (``count``, the reference the targets are set
+    against), or the product's FastClient (``count-fast``, the same subscriber with the ingest's receive path)."""
     assert ctx.mosquitto is not None
     site, cid = ctx.unique("limit"), ctx.unique("bench-count-")
     n = ctx.sizes.chairs * ctx.sizes.backlog_per_chair
     precreate_session(ctx.mosquitto.url, cid, [f"clinic/{site}/chair/+/vitals"])
     pub = _backlog(ctx, site, ctx.sizes.backlog_per_chair)
-    result = run_consumer("count", ctx.mosquitto.url, cid, n)
+    result = run_consumer(mode, ctx.mosquitto.url, cid, n)
     if result["received"] != n:
         raise RuntimeError(f"broker-only subscriber got {result['received']} of {n}")
     return {"readings": n, "rate": round(_rate(result)), "publish_rate": round(pub["rate"])}
@@ -186,6 +187,8 @@ def run(ctx: Context) -> dict:
     out: dict = {"method": "backlog drain of one-reading QoS 1 messages from many chairs; see benchmarks/throughput.py"}
     out["broker_limit"] = best_of(ctx, broker_limit)
     limit = out["broker_limit"]["rate"]
+    out["broker_limit_fast_client"] = best_of(ctx, broker_limit, "count-fast")
+    fast_limit = out["broker_limit_fast_client"]["rate"]
     for backend in BACKENDS:
         entry: dict = {}
         try:
@@ -199,6 +202,7 @@ def run(ctx: Context) -> dict:
         if "ours" in entry:
             rate = entry["ours"]["rate"] or 0
             entry["fraction_of_limit"] = round(rate / limit, 3) if limit else None
+            entry["fraction_of_fast_client_limit"] = round(rate / fast_limit, 3) if fast_limit else None
             if "naive" in entry and entry["naive"]["rate"]:
                 entry["multiple_of_naive"] = round(rate / entry["naive"]["rate"], 1)
         try:

@@ -7,6 +7,7 @@ import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as paho
@@ -57,6 +58,127 @@ def redact(url: str) -> str:
     return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
 
 
+class BufferedSocket:
+    """A client socket that reads what the kernel has in one ``recv`` and hands paho its small reads from memory.
+
+    paho reads each packet with three or more ``recv`` calls (the command byte, the length bytes one at a time,
+    then the body), and selects once per packet. Every such call releases and re-takes the GIL, which the
+    ingest's other threads then contend for. Here one ``recv`` of up to 64 KiB serves many packets, and
+    ``pending()`` (which paho asks of any socket, for TLS's own buffer) tells its loop not to wait in ``select``
+    while packets are buffered. Anything else goes to the wrapped socket unchanged.
+    """
+
+    __slots__ = ("_buf", "_pos", "_sock")
+    CHUNK = 65536
+
+    def __init__(self, sock: object) -> None:
+        self._sock = sock
+        self._buf = b""
+        self._pos = 0
+
+    def recv(self, bufsize: int) -> bytes:
+        """Return up to ``bufsize`` bytes, from memory when buffered (raises as the socket does when empty)."""
+        if self._pos >= len(self._buf):
+            data = self._sock.recv(max(bufsize, self.CHUNK))  # type: ignore[attr-defined]
+            if len(data) <= bufsize:
+                return data
+            self._buf, self._pos = data, 0
+        start = self._pos
+        self._pos = min(start + bufsize, len(self._buf))
+        return self._buf[start:self._pos]
+
+    def pending(self) -> int:
+        """Return the bytes buffered here (and in the TLS layer below, if any)."""
+        inner = getattr(self._sock, "pending", None)
+        return len(self._buf) - self._pos + (inner() if inner is not None else 0)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+
+_PUBLISH_TABLES = {k: v for k, v in Properties(PacketTypes.PUBLISH).__dict__.items() if k != "packetType"}
+_PROPERTY_NAMES = frozenset(name.replace(" ", "") for name in _PUBLISH_TABLES.get("names", {}))
+
+
+class SharedTableProperties(Properties):
+    """paho's MQTT v5 ``Properties`` with its constant lookup tables built once, not once per message.
+
+    paho builds a fresh ``Properties`` for every PUBLISH it receives, and its ``__init__`` rebuilds two dicts
+    and looks up 25 type names each time; ``unpack`` then clears every possible property by name. Together
+    that was 44 % of the ingest's CPU while it drained a backlog (py-spy ``--gil``, benchmarks/findings.md).
+    Here the tables (which paho only reads) are class attributes taken from a real paho ``Properties``, so
+    whatever version is installed; every method is paho's, and ``clear`` removes the same attributes.
+    """
+
+    def __init__(self, packetType: int) -> None:
+        object.__setattr__(self, "packetType", packetType)
+
+    def clear(self) -> None:
+        """Remove every property set on this object (as paho's ``clear`` does, without trying all 27 names)."""
+        for name in [key for key in self.__dict__ if key in _PROPERTY_NAMES]:
+            delattr(self, name)
+
+
+for _name, _table in _PUBLISH_TABLES.items():
+    setattr(SharedTableProperties, _name, _table)
+
+
+def _share_publish_tables() -> bool:
+    """Make paho decode received PUBLISH properties into SharedTableProperties (once per process).
+
+    paho's PUBLISH decoder (``paho.mqtt._packet``, paho 2.x) looks ``Properties`` up in its module when it
+    decodes; only there is it replaced. Returns whether the decoder now uses it (False: a paho whose layout
+    differs, left as it is; ``tests/vitals/test_mqtt_fast_path.py`` then fails and says so).
+    """
+    try:
+        from paho.mqtt import _packet
+    except ImportError:
+        return False
+    current = getattr(_packet, "Properties", None)
+    if current is Properties:
+        _packet.Properties = SharedTableProperties  # type: ignore[attr-defined,misc]
+        return True
+    return current is SharedTableProperties
+
+
+class FastClient(paho.Client):
+    """paho's client with a cheaper receive path, same behaviour (``tests/vitals/test_mqtt_fast_path.py``).
+
+    - reads through a BufferedSocket (per connection, reconnects included; paho's private ``_create_socket``
+      hook, present throughout paho 2.x: if a later paho drops it, reads are simply unbuffered);
+    - decodes PUBLISH properties with shared tables (``_share_publish_tables``);
+    - hands each message straight to ``on_message`` while no per-topic callback was added
+      (``message_callback_add``): paho otherwise walks its topic matcher for every message (11 % of the ingest's
+      CPU in the same profile) to find none.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._topic_callbacks = False
+        _share_publish_tables()
+
+    def message_callback_add(self, sub: str, callback: Any) -> None:
+        """As paho's; per-topic callbacks then take paho's own dispatch."""
+        self._topic_callbacks = True
+        super().message_callback_add(sub, callback)
+
+    def _create_socket(self):  # type: ignore[no-untyped-def]
+        return BufferedSocket(super()._create_socket())  # type: ignore[misc]
+
+    def _handle_on_message(self, message: paho.MQTTMessage) -> None:
+        on_message = self.on_message
+        if self._topic_callbacks or on_message is None:
+            super()._handle_on_message(message)  # type: ignore[misc]
+            return
+        with self._in_callback_mutex:  # type: ignore[attr-defined]
+            try:
+                on_message(self, self._userdata, message)  # type: ignore[attr-defined]
+            except Exception as err:
+                self._easy_log(paho.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)  # type: ignore[attr-defined]
+                if not self.suppress_exceptions:
+                    raise
+
+
 def make_client(
     url: str,
     client_id: str = "",
@@ -73,7 +195,7 @@ def make_client(
     target = MqttTarget.parse(url)
     proto = paho.MQTTv5 if protocol == "5" else paho.MQTTv311
     extra = {} if proto == paho.MQTTv5 else {"clean_session": not persistent}
-    client = paho.Client(
+    client = FastClient(
         CallbackAPIVersion.VERSION2, client_id=client_id, protocol=proto, manual_ack=manual_ack,
         reconnect_on_failure=True, **extra,
     )
