@@ -2,6 +2,11 @@
 
 py-spy is a development tool, not a dependency: ``/tmp/venv/bin/pip install py-spy``. It samples every thread
 of the process from outside, so the ingest runs unmodified (sampling slows it by a few per cent).
+
+Only samples of the thread holding the GIL are kept (``--gil``): the ingest is bound by one interpreter, so
+that is where its CPU goes. Sampling every thread instead counted the idle ones waiting on a queue or a
+condition (a third of all samples) and hid that paho's thread held the GIL 81 % of the time
+(benchmarks/findings.md, "paho's receive path").
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ def start(pid: int, out: Path, seconds: float = 30, rate: int = 250) -> subproce
     if exe is None:
         raise RuntimeError("py-spy is not installed (pip install py-spy)")
     return subprocess.Popen([exe, "record", "-o", str(out), "--format", "raw", "-r", str(rate), "-d", str(int(seconds)),
-                             "-p", str(pid), "--threads"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                             "-p", str(pid), "--threads", "--gil"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def stop(proc: subprocess.Popen) -> None:

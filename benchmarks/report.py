@@ -283,7 +283,8 @@ def profiles(results: dict) -> list[str]:
         if not prof or "error" in prof:
             continue
         out += [f"### Profile of the ingest draining the backlog into {backend} (py-spy, this run)", "",
-                f"Rate while sampled: {prof['rate_while_sampled']} readings/s; {prof['samples'][0][1]} samples.", "",
+                f"Rate while sampled: {prof['rate_while_sampled']} readings/s; {prof['samples'][0][1]} samples, each of "
+                "the thread holding the GIL (`py-spy --gil`): where the interpreter's time goes.", "",
                 "| thread | share of samples |", "|---|---|"]
         out += [f"| {name} | {share} % |" for name, share in prof["threads"][:6]]
         out += ["", "| function (self time) | share |", "|---|---|"]
