@@ -242,9 +242,11 @@ METHOD = """
   then a `count_readings` query on the store must equal the backlog). The three consumers get the same machine,
   undisturbed by publishers. Each round runs twice and the faster counts (`rates_seen` lists both): the machine
   is shared, and noise only ever slows a round. References, same run: a bare paho-mqtt 2 subscriber (v5, QoS 1,
-  automatic PUBACK) that only counts; a naive ingest writing each reading with its own HTTP `/write` request on a
-  kept-alive connection (InfluxDB), or its own INSERT + commit in WAL mode (SQLite). Arrays: the same drain with
-  a gateway's messages of 50 readings each (a tenth of the chairs, ten times the readings each).
+  automatic PUBACK) that only counts, on stock paho (the reference the targets name) and again on the product's
+  `vitals.mqtt.FastClient` (the stricter one: the same receive path as the ingest); a naive ingest writing
+  each reading with its own HTTP `/write` request on a kept-alive connection (InfluxDB), or its own INSERT +
+  commit in WAL mode (SQLite). Arrays: the same drain with a gateway's messages of 50 readings each (a tenth
+  of the chairs, ten times the readings each).
 - **Latency.** A paced publisher sends every chair once a second (ts = now), spread evenly over the second. Every
   0.1 s a probe reading for a fresh chair carries sys 185 mmHg (the shipped rule `sys >= 180`, high priority, no
   delay). Publish -> stored: a `store.readings(...)` query polled every 5 ms until it returns the probe. Publish ->
