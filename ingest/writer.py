@@ -37,12 +37,12 @@ COLLECT_TICK_S = 0.005
 # coalesced to at most once per this interval (12 ms of JSON at 2,000 chairs: about 6 % of a core at 200 ms).
 CHECKPOINT_EVERY_S = 0.2
 # ...unless the inflow has stalled: nothing new for STALL_S while at least STALL_MIN_HELD messages wait for their
-# acknowledgement. That is the broker's in-flight window (max_inflight_messages) full: it sends nothing more
-# until we acknowledge, so waiting out the batch delay and the checkpoint interval only idles the drain. Then
-# the batch is written and the state saved at once (at most every CHECKPOINT_MIN_GAP_S). Without this, one
-# ingest behind a 1,000-message window drained a backlog at 1,000 messages per ~0.2 s whatever its CPU
-# (benchmarks/findings.md). A light load (fewer held messages) keeps the coalesced schedule, so a small
-# clinic does not save its state more often than before.
+# acknowledgement. That is the broker's in-flight window full: it sends nothing more until we acknowledge, so
+# waiting out the batch delay and the checkpoint interval would idle a backlog drain. The window is small where
+# the broker sets it: mosquitto's max_inflight_messages (default 20) for an MQTT 3.1.1 ingest, EMQX's
+# max_inflight (default 32); a v5 ingest on mosquitto asks for 65,535 (vitals/mqtt.py). Then the batch is
+# written and the state saved at once (at most every CHECKPOINT_MIN_GAP_S). A light load (fewer held messages)
+# keeps the coalesced schedule, so a small clinic does not save its state more often than before.
 STALL_S = 2 * COLLECT_TICK_S
 STALL_MIN_HELD = 16
 CHECKPOINT_MIN_GAP_S = 0.01

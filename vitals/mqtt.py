@@ -221,7 +221,8 @@ def connect(client: paho.Client, target: MqttTarget, *, clean_start: bool = True
         props = Properties(PacketTypes.CONNECT)
         if session_expiry_s:
             props.SessionExpiryInterval = session_expiry_s
-        # Let the broker send as many unacknowledged QoS 1 messages as it is configured to.
+        # The in-flight window we accept: mosquitto sends up to this many unacknowledged QoS 1 messages in place
+        # of its max_inflight_messages (which it applies to v3.1.1 clients); EMQX takes the smaller of the two.
         props.ReceiveMaximum = 65535
         client.connect_async(target.host, target.port, keepalive=keepalive, clean_start=clean_start, properties=props)
     else:  # v3.1.1: persistence was chosen when the client was made (make_client(persistent=...))

@@ -1,7 +1,8 @@
 """The writer's acknowledgement schedule, in process with a real SQLite store and spool (no broker needed).
 
-The broker sends a subscriber at most ``max_inflight_messages`` unacknowledged messages; these tests play that
-window with a feeder thread that submits a message only when one of the window's earlier ones is acknowledged.
+The broker sends a subscriber at most its in-flight window of unacknowledged messages (mosquitto's
+``max_inflight_messages`` for MQTT 3.1.1, EMQX's ``max_inflight``; a v5 client's own Receive Maximum); these tests
+play that window with a feeder thread that submits a message only when an earlier one is acknowledged.
 """
 
 from __future__ import annotations
