@@ -1,6 +1,6 @@
 """The side experiments behind experiments.json (benchmarks/findings.md, "paho's receive path"); run from the root.
 
-    python benchmarks/results/paho-2026-12-02/experiments.py window TREE 20,1000,10000 [sqlite|influxdb]
+    python benchmarks/results/paho-2026-12-02/experiments.py window TREE 20,1000,10000 [sqlite|influxdb] [5|3.1.1] [PER_CHAIR]
     python benchmarks/results/paho-2026-12-02/experiments.py ablation TREE,TREE,... [sqlite|influxdb] [ROUNDS]
     python benchmarks/results/paho-2026-12-02/experiments.py bare
     python benchmarks/results/paho-2026-12-02/experiments.py gil-profile TREE sqlite OUT.txt
@@ -26,9 +26,9 @@ from benchmarks.harness import Context, Sizes  # noqa: E402
 from tests.servers import Influxd, Mosquitto  # noqa: E402
 
 
-def _context(max_inflight: int = 1000, profiled: bool = False) -> Context:
+def _context(max_inflight: int = 1000, profiled: bool = False, per_chair: int = 30) -> Context:
     workdir = Path(tempfile.mkdtemp(prefix="paho-exp-"))
-    ctx = Context(workdir, Sizes(), False, profiled)
+    ctx = Context(workdir, Sizes(backlog_per_chair=per_chair), False, profiled)
     ctx.mosquitto = Mosquitto(workdir / "mosquitto", max_inflight=max_inflight)
     ctx.mosquitto.start()
     ctx.influxd = Influxd(workdir / "influxd")
@@ -36,15 +36,48 @@ def _context(max_inflight: int = 1000, profiled: bool = False) -> Context:
     return ctx
 
 
-def window(tree: str, windows: str, backend: str = "sqlite") -> None:
-    """Our ingest and the broker-only limit under each broker ``max_inflight_messages``."""
+def _ours_v311(ctx: Context, backend: str) -> dict:
+    """As ``throughput.ours``, with the ingest on MQTT 3.1.1, whose in-flight window is the broker's setting."""
+    import paho.mqtt.client as paho
+
+    from benchmarks.load import publish_backlog
+
+    assert ctx.mosquitto is not None
+    site, cid = ctx.unique("v311"), ctx.unique("bench-ingest-")
+    n = ctx.sizes.chairs * ctx.sizes.backlog_per_chair
+    # The session is created by a 3.1.1 client too: mosquitto 2.0.11 keeps a taken-over session's in-flight
+    # maximum, so a session made by a v5 client (Receive Maximum 65,535 by default) would keep that window.
+    subscribed = threading.Event()
+    maker = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=cid, protocol=paho.MQTTv311, clean_session=False)
+    maker.on_subscribe = lambda *_a, **_k: subscribed.set()
+    maker.connect("127.0.0.1", ctx.mosquitto.port)
+    maker.loop_start()
+    time.sleep(0.3)
+    maker.subscribe(f"clinic/{site}/chair/+/vitals", qos=1)
+    if not subscribed.wait(10):
+        raise TimeoutError("no SUBACK")
+    maker.disconnect()
+    maker.loop_stop()
+    publish_backlog(ctx.mosquitto.url, site, ctx.sizes.chairs, ctx.sizes.backlog_per_chair,
+                    int(time.time() * 1000) - 7_200_000, procs=ctx.sizes.publisher_procs)
+    return throughput.drain_with_ingest(ctx, backend, site, n, replicas=[
+        ("--site", site, "--client-id", cid, "--mqtt-protocol", "3.1.1")])
+
+
+def window(tree: str, windows: str, backend: str = "sqlite", protocol: str = "5", per_chair: str = "30") -> None:
+    """Our ingest and the broker-only limit under each broker ``max_inflight_messages``.
+
+    mosquitto applies that setting to MQTT 3.1.1 clients; to a v5 client it sends up to the client's own
+    Receive Maximum (the ingest asks for 65,535), so with protocol 5 the setting changes nothing.
+    """
     harness.REPO = Path(tree)
     for size in (int(w) for w in windows.split(",")):
-        ctx = _context(size)
+        ctx = _context(size, per_chair=int(per_chair))
         try:
-            ours = [throughput.ours(ctx, backend) for _ in range(2)]
+            measure = _ours_v311 if protocol == "3.1.1" else throughput.ours
+            ours = [measure(ctx, backend) for _ in range(2)]
             limit = throughput.broker_limit(ctx)["rate"]
-            print(size, [(r["rate"], r["cpu_s_per_1000"]) for r in ours], "limit", limit, flush=True)
+            print(size, protocol, [(r["rate"], r["cpu_s_per_1000"]) for r in ours], "limit", limit, flush=True)
         finally:
             ctx.stop_servers()
 
